@@ -1,0 +1,186 @@
+"""The bundle's preprocessing contract, implemented once in numpy and Pillow.
+
+Training (fastai), ``predict``, export parity checks, INT8 calibration, ``bench`` and the
+camera app all turn an image into model input through this module, so a deployed model
+sees exactly what the trained one saw. It imports neither torch nor fastai.
+
+The contract (``bundle.json`` → ``preprocessing``), applied in this order:
+
+1. decode with Pillow, apply the EXIF orientation, convert to RGB (greyscale is
+   replicated, alpha is dropped, 16-bit greyscale is scaled to 8 bits);
+2. resize to ``size`` (height, width) with ``interpolation``: ``squish`` resizes the whole
+   image, ``crop`` takes the largest centred crop of the target aspect ratio first
+   (fastai's ``Resize`` on the validation set, reproduced to the pixel);
+3. ``float32``, scaled by 1/255 to 0..1;
+4. ``(x - mean) / std`` per channel, unless the exported graph does it
+   (``normalize_in_graph``);
+5. channels first: ``(3, H, W)``, batched as ``NCHW``.
+
+``tests/test_preprocess.py`` pins steps 1-5 against fastai's own validation pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgeft.errors import UserError
+
+RESIZE_METHODS = ("crop", "squish")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+class ImageError(UserError):
+    """An image file that cannot be decoded."""
+
+
+@dataclass
+class Preprocessing:
+    """How an image becomes model input; stored in ``bundle.json``."""
+
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "crop"
+    interpolation: str = "bilinear"
+    channel_order: str = "RGB"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    layout: str = "NCHW"
+    normalize_in_graph: bool = False
+    exif_transpose: bool = True
+    notes: list[str] = field(
+        default_factory=lambda: [
+            "greyscale replicated to RGB, alpha dropped, 16-bit greyscale scaled to 8 bits",
+            "crop: largest centred crop of the target aspect ratio, then resize (fastai Resize, validation)",
+        ]
+    )
+
+    def __post_init__(self):
+        self.size = tuple(int(s) for s in self.size)
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        self.value_range = tuple(float(v) for v in self.value_range)
+        if self.resize not in RESIZE_METHODS:
+            raise UserError(f"unknown resize method {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}")
+        if self.interpolation not in _RESAMPLE:
+            raise UserError(f"unknown interpolation {self.interpolation!r}: use one of {', '.join(_RESAMPLE)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("size", "mean", "std", "value_range"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def folded(self) -> Preprocessing:
+        """The contract a graph with mean/std folded in expects (only resize and 0..1)."""
+        d = self.to_dict()
+        d["normalize_in_graph"] = True
+        return Preprocessing.from_dict(d)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow image to 8-bit RGB as training did."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        # PIL's own I;16 -> RGB conversion clips at 255; X-ray PNGs are often 16-bit.
+        arr = (np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    elif img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def load_rgb(path: str | Path, exif_transpose: bool = True) -> Image.Image:
+    """Decode an image file fully and convert it to RGB.
+
+    Raises:
+        ImageError: the file is missing, not an image, or corrupt.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
+    except FileNotFoundError:
+        raise ImageError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"cannot decode image {path}: {exc}") from None
+
+
+def crop_box(orig_w: int, orig_h: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """The centred crop fastai's ``Resize(method='crop')`` takes on the validation set."""
+    # fastai: m = the smaller of w/W and h/H; crop int(m*W) x int(m*H) at int(0.5*slack).
+    m = orig_w / out_w if orig_w / out_w < orig_h / out_h else orig_h / out_h
+    cw, ch = int(m * out_w), int(m * out_h)
+    left, top = int(0.5 * (orig_w - cw)), int(0.5 * (orig_h - ch))
+    return left, top, min(left + cw, orig_w), min(top + ch, orig_h)
+
+
+def resize_image(img: Image.Image, pp: Preprocessing) -> Image.Image:
+    """Step 2 of the contract: crop (if ``resize='crop'``) and resize to ``pp.size``."""
+    out_h, out_w = pp.size
+    if pp.resize == "crop":
+        img = img.crop(crop_box(img.width, img.height, out_h, out_w))
+    if img.size != (out_w, out_h):
+        img = img.resize((out_w, out_h), _RESAMPLE[pp.interpolation])
+    return img
+
+
+def image_to_input(img: Image.Image, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
+    """Steps 2-5 for one RGB Pillow image: returns float32 ``(3, H, W)``.
+
+    Args:
+        img: an RGB image (see :func:`to_rgb`).
+        pp: the contract.
+        normalize: apply mean/std; defaults to ``not pp.normalize_in_graph``.
+    """
+    arr = np.asarray(resize_image(img, pp), dtype=np.float32) / np.float32(255.0)
+    if normalize is None:
+        normalize = not pp.normalize_in_graph
+    if normalize:
+        arr = (arr - np.asarray(pp.mean, dtype=np.float32)) / np.asarray(pp.std, dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def frame_to_image(frame: np.ndarray, channel_order: str = "BGR") -> Image.Image:
+    """A camera frame (``H x W x 3`` uint8, OpenCV's BGR by default) as an RGB Pillow image."""
+    if frame.ndim == 2:
+        return Image.fromarray(frame).convert("RGB")
+    if channel_order.upper() == "BGR":
+        frame = frame[..., 2::-1]
+    return Image.fromarray(np.ascontiguousarray(frame[..., :3]), mode="RGB")
+
+
+def preprocess(item, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
+    """Turn a path, a Pillow image or an RGB ``HxWx3`` uint8 array into ``(3, H, W)`` input."""
+    if isinstance(item, (str, Path)):
+        img = load_rgb(item, pp.exif_transpose)
+    elif isinstance(item, Image.Image):
+        img = to_rgb(item)
+    elif isinstance(item, np.ndarray):
+        img = frame_to_image(item, "RGB")
+    else:
+        raise TypeError(f"cannot preprocess {type(item).__name__}")
+    return image_to_input(img, pp, normalize)
+
+
+def preprocess_batch(items, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
+    """Stack :func:`preprocess` of several items into one ``NCHW`` float32 batch."""
+    return np.stack([preprocess(it, pp, normalize) for it in items])
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether the file name has an image extension edgeft reads."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
