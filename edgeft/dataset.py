@@ -178,7 +178,7 @@ def load_dataset(
         UserError: missing or empty folder, fewer than two classes, an empty class folder,
             or no readable images left.
     """
-    root = Path(data).expanduser()
+    root = Path(data).expanduser().resolve()
     if not root.exists():
         raise UserError(f"data {root} does not exist: pass a folder of class folders or a CSV of path,label")
     if not 0.0 < valid_pct < 1.0:
@@ -192,7 +192,7 @@ def load_dataset(
         given_split = {p: s for p, _, s in rows if s}
         layout, root_dir = "csv", root.parent
     elif valid_dir is not None:
-        vroot = Path(valid_dir).expanduser()
+        vroot = Path(valid_dir).expanduser().resolve()
         if not vroot.is_dir():
             raise UserError(f"--valid-dir {vroot} does not exist or is not a folder")
         t, v = _scan_class_folders(root, "data folder"), _scan_class_folders(vroot, "validation folder")

@@ -1,0 +1,1 @@
+"""Benchmarks and bench: the parity ladder, latency, device probes, reports, remote runs."""

@@ -1,0 +1,185 @@
+"""Does a deployed form of the model still answer like the trained one?
+
+The comparator for classifiers (after Polygraphy's ``CompareFunc`` and optimum's per-model
+validation tolerances): on real labelled images, through the bundle's preprocessing,
+compare a backend's outputs with the PyTorch FP32 reference: accuracy and its drop,
+top-1 agreement, top-5 overlap, absolute logit error, per-class recall change, and the
+images whose prediction flipped. Tolerances are per precision. Export checks and
+``edgeft bench`` both use this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeft.errors import UserError
+from edgeft.metrics import softmax
+from edgeft.preprocess import ImageError, Preprocessing, image_to_input, load_rgb
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What a backend of one precision may differ from the FP32 reference.
+
+    Attributes:
+        min_agreement: lowest top-1 agreement with the reference (0..1).
+        max_accuracy_drop: largest accuracy drop in percentage points.
+        max_abs_diff: largest absolute difference of outputs (logits), or ``None`` to skip.
+    """
+
+    min_agreement: float
+    max_accuracy_drop: float
+    max_abs_diff: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# FP32 must match to float error (issue: 100% agreement, |logit diff| <= 1e-4). Reduced
+# precisions are judged on answers, not logits.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(min_agreement=1.0, max_accuracy_drop=0.0, max_abs_diff=1e-4),
+    "fp16": Tolerance(min_agreement=0.99, max_accuracy_drop=0.5),
+    "int8": Tolerance(min_agreement=0.95, max_accuracy_drop=1.0),
+}
+
+
+def tolerance_for(precision: str, overrides: dict | None = None) -> Tolerance:
+    """The default tolerance for ``precision`` (fp32/fp16/int8...), with overrides applied."""
+    key = "int8" if "int8" in precision else "fp16" if "16" in precision else "fp32"
+    tol = DEFAULT_TOLERANCES[key]
+    if overrides:
+        tol = Tolerance(**{**tol.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    return tol
+
+
+@dataclass
+class LabelledImages:
+    """Preprocessed labelled images: ``x`` (N, 3, H, W) float32 and ``targets`` (N,)."""
+
+    x: np.ndarray
+    targets: np.ndarray
+    paths: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def load_labelled(samples, labels: list[str], pp: Preprocessing, limit: int | None = None,
+                  progress=None) -> LabelledImages:
+    """Decode and preprocess ``(path, label)`` pairs; unreadable images are skipped and counted.
+
+    Raises:
+        UserError: no image could be read.
+    """
+    index = {lb: i for i, lb in enumerate(labels)}
+    xs, ys, paths, skipped = [], [], [], []
+    for path, label in list(samples)[: limit or None]:
+        try:
+            xs.append(image_to_input(load_rgb(path, pp.exif_transpose), pp, normalize=True))
+            ys.append(index[label])
+            paths.append(str(path))
+        except ImageError as exc:
+            skipped.append((str(path), str(exc)))
+        if progress:
+            progress()
+    if not xs:
+        raise UserError(f"none of the {len(skipped)} labelled images could be read (e.g. {skipped[0][1] if skipped else '-'})")
+    return LabelledImages(np.stack(xs), np.asarray(ys, dtype=np.int64), paths, skipped)
+
+
+def bundle_valid_samples(bundle) -> list[tuple[Path, str]]:
+    """The validation images the bundle was trained with (its ``split.json``).
+
+    Raises:
+        UserError: the images are no longer where training found them.
+    """
+    split = bundle.split()
+    missing = [p for p, _ in split["valid"] if not Path(p).is_file()]
+    if missing:
+        raise UserError(
+            f"{len(missing)} of the bundle's validation images are gone (e.g. {missing[0]}): "
+            "pass the labelled validation folder with --data"
+        )
+    return split["valid"]
+
+
+def fold_input(x: np.ndarray, pp: Preprocessing) -> np.ndarray:
+    """Undo mean/std on normalised input: what a folded-normalisation graph takes (0..1)."""
+    mean = np.asarray(pp.mean, np.float32)[None, :, None, None]
+    std = np.asarray(pp.std, np.float32)[None, :, None, None]
+    return x * std + mean
+
+
+def run_batches(runner, x: np.ndarray, batch_size: int = 32, pp: Preprocessing | None = None) -> np.ndarray:
+    """Outputs of ``runner`` over normalised input ``x``; converts to 0..1 input when the
+    runner's graph folds normalisation in (``runner.normalized_input`` is False)."""
+    if not getattr(runner, "normalized_input", True):
+        if pp is None:
+            raise ValueError("a folded-normalisation runner needs the preprocessing contract")
+        x = fold_input(x, pp)
+    outs = [runner.infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str],
+            out_kind: str = "logits", paths: list[str] | None = None) -> dict:
+    """Figures of ``out`` (a backend's outputs) against ``ref`` (FP32 reference logits).
+
+    Args:
+        ref: reference logits ``(N, C)``.
+        out: backend outputs ``(N, C)``: logits, or probabilities when ``out_kind='probs'``
+            (then compared with the reference's softmax).
+        targets: true class indices.
+        labels: class names.
+        paths: image paths, to name the flipped ones.
+    """
+    ref = np.asarray(ref, np.float64)
+    out = np.asarray(out, np.float64)
+    if out_kind == "probs":
+        ref = softmax(ref)
+    n, c = ref.shape
+    p_ref, p_out = ref.argmax(1), out.argmax(1)
+    acc_ref = float(np.mean(p_ref == targets))
+    acc = float(np.mean(p_out == targets))
+    k = min(5, c)
+    top_ref = np.argsort(-ref, 1, kind="stable")[:, :k]
+    top_out = np.argsort(-out, 1, kind="stable")[:, :k]
+    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])
+    diff = np.abs(ref - out)
+    recall_change = {}
+    for i, label in enumerate(labels):
+        m = targets == i
+        if m.any():
+            recall_change[label] = float(np.mean(p_out[m] == i) - np.mean(p_ref[m] == i))
+    flipped = [
+        {"index": int(j), "path": paths[j] if paths else None, "label": labels[targets[j]],
+         "reference": labels[p_ref[j]], "prediction": labels[p_out[j]]}
+        for j in np.flatnonzero(p_ref != p_out)
+    ]
+    return {
+        "n": int(n),
+        "reference_accuracy": acc_ref,
+        "accuracy": acc,
+        "accuracy_drop_pp": 100.0 * (acc_ref - acc),
+        "agreement": float(np.mean(p_ref == p_out)),
+        "top5_overlap": float(overlap),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "compared_on": out_kind,
+        "recall_change": recall_change,
+        "flipped": flipped,
+    }
+
+
+def breaches(figures: dict, tol: Tolerance) -> list[str]:
+    """Human-readable list of the tolerances ``figures`` break (empty when within)."""
+    out = []
+    if figures["agreement"] < tol.min_agreement:
+        out.append(f"top-1 agreement {100 * figures['agreement']:.2f}% < {100 * tol.min_agreement:.2f}%")
+    if figures["accuracy_drop_pp"] > tol.max_accuracy_drop + 1e-9:
+        out.append(f"accuracy drop {figures['accuracy_drop_pp']:.2f} pp > {tol.max_accuracy_drop:.2f} pp")
+    if tol.max_abs_diff is not None and figures["max_abs_diff"] > tol.max_abs_diff:
+        out.append(f"max |diff| {figures['max_abs_diff']:.2e} > {tol.max_abs_diff:.0e}")
+    return out
