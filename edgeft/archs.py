@@ -12,6 +12,7 @@ This module imports nothing heavy; torch/torchvision/timm load when a model is b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from edgeft.errors import UserError
@@ -122,3 +123,20 @@ def get_arch(name: str) -> ArchSpec:
         raise UserError(
             f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}"
         ) from None
+
+
+HEAD_CHOICES = "fastai (default), linear, fc:N"
+
+
+def parse_head(head: str) -> tuple[str, int | None]:
+    """Parse a ``--head`` value into ``(kind, hidden_units)``.
+
+    Raises:
+        UserError: the value is not one of ``fastai``, ``linear``, ``fc:N``.
+    """
+    if head in ("fastai", "linear"):
+        return head, None
+    m = re.fullmatch(r"fc:(\d+)", head)
+    if m and int(m.group(1)) > 0:
+        return "fc", int(m.group(1))
+    raise UserError(f"unknown --head {head!r}: use {HEAD_CHOICES}")

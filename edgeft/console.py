@@ -18,6 +18,17 @@ def set_quiet(quiet: bool) -> None:
     _console.quiet = quiet
 
 
+@contextlib.contextmanager
+def quiet_if(quiet: bool):
+    """Silence the console inside the block when ``quiet`` (restoring it afterwards)."""
+    before = _console.quiet
+    _console.quiet = before or quiet
+    try:
+        yield
+    finally:
+        _console.quiet = before
+
+
 def table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Table:
     """A rich table; numeric cells are right-aligned."""
     t = Table(title=title, title_justify="left", show_lines=False)

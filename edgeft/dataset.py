@@ -148,11 +148,9 @@ def stratified_split(items: list[tuple[Path, str]], valid_pct: float, seed: int)
     for label in sorted(by_class):
         paths = sorted(by_class[label])
         rng.shuffle(paths)
+        # at least one image each side when the class has two or more
         n_valid = round(len(paths) * valid_pct)
-        if len(paths) >= 2:
-            n_valid = min(max(n_valid, 1), len(paths) - 1)
-        else:
-            n_valid = 0
+        n_valid = min(max(n_valid, 1), len(paths) - 1) if len(paths) >= 2 else 0
         valid += [Sample(p, label) for p in paths[:n_valid]]
         train += [Sample(p, label) for p in paths[n_valid:]]
     return train, valid

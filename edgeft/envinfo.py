@@ -33,7 +33,8 @@ def _torch() -> dict:
             "cuda_available": torch.cuda.is_available(), "cuda_build": torch.version.cuda}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-        info["capability"] = "sm_%d%d" % torch.cuda.get_device_capability(0)
+        major, minor = torch.cuda.get_device_capability(0)
+        info["capability"] = f"sm_{major}{minor}"
     from edgeft.tvfix import ensure_torchvision, workaround_applied
 
     tv = _try(lambda: ensure_torchvision().__version__)

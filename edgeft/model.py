@@ -9,16 +9,11 @@ never needs fastai. ``tests/test_model.py`` pins the head against fastai's own
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
 
-from edgeft.archs import ArchSpec, get_arch
-from edgeft.errors import UserError
+from edgeft.archs import ArchSpec, get_arch, parse_head
 from edgeft.tvfix import ensure_torchvision
-
-HEAD_CHOICES = "fastai (default), linear, fc:N"
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -31,20 +26,6 @@ class AdaptiveConcatPool2d(nn.Module):
 
     def forward(self, x):
         return torch.cat([self.mp(x), self.ap(x)], 1)
-
-
-def parse_head(head: str) -> tuple[str, int | None]:
-    """Parse a ``--head`` value into ``(kind, hidden_units)``.
-
-    Raises:
-        UserError: the value is not one of ``fastai``, ``linear``, ``fc:N``.
-    """
-    if head in ("fastai", "linear"):
-        return head, None
-    m = re.fullmatch(r"fc:(\d+)", head)
-    if m and int(m.group(1)) > 0:
-        return "fc", int(m.group(1))
-    raise UserError(f"unknown --head {head!r}: use {HEAD_CHOICES}")
 
 
 def _bn1d(n: int) -> nn.BatchNorm1d:

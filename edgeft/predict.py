@@ -10,7 +10,7 @@ import numpy as np
 from edgeft.bundle import Bundle
 from edgeft.errors import UserError
 from edgeft.metrics import softmax
-from edgeft.preprocess import ImageError, is_image_file, load_rgb, image_to_input
+from edgeft.preprocess import ImageError, image_to_input, is_image_file, load_rgb
 
 
 @dataclass

@@ -25,6 +25,22 @@ IMAGENETTE = ASSETS / "datasets" / "imagenette_224_subset"
 MOBILENET_V2_WEIGHTS = ASSETS / "weights" / "mobilenet_v2-b0353104.pth"
 LITE0_WEIGHTS = ASSETS / "weights" / "efficientnet-lite0-57934424.pth"
 
+# Imagenette folder (ImageNet wnid) -> ImageNet-1k class index, checked against torchvision's
+# category names in test_imagenette_wnids_match_imagenet_names. Note n03888257 (parachute,
+# 701): n03888605 is "parallel bars" (702).
+IMAGENETTE_TO_IMAGENET = {
+    "n01440764": 0,  # tench
+    "n02102040": 217,  # English springer
+    "n02979186": 482,  # cassette player
+    "n03000684": 491,  # chain saw
+    "n03028079": 497,  # church
+    "n03394916": 566,  # French horn
+    "n03417042": 569,  # garbage truck
+    "n03425413": 571,  # gas pump
+    "n03445777": 574,  # golf ball
+    "n03888257": 701,  # parachute
+}
+
 
 def needs_assets(*paths: Path):
     """Skip unless every path exists under the shared assets."""
@@ -129,3 +145,34 @@ def assert_one_line_error(proc, code=2, contains=None):
     if contains:
         assert contains in lines[0], lines[0]
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def eurosat_bundle(tmp_path_factory, hub_with_weights):
+    """A real bundle: MobileNetV2 with its real ImageNet weights, fine-tuned on EuroSAT-200
+    at 64 px for 1 frozen + 1 unfrozen epoch (about 1-2 minutes on 2 cores). Read-only:
+    tests that modify a bundle use ``eurosat_bundle_copy``."""
+    if not (EUROSAT.exists() and MOBILENET_V2_WEIGHTS.exists()):
+        pytest.skip(f"real assets absent under {ASSETS} (set EDGEFT_ASSETS)")
+    from edgeft.finetune import FinetuneOptions, finetune
+
+    out = tmp_path_factory.mktemp("eurosat") / "bundle"
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(hub_with_weights)
+    try:
+        finetune(FinetuneOptions(data=EUROSAT, arch="mobilenet_v2", out=out, size=(64, 64), epochs=1,
+                                 freeze_epochs=1, quiet=True))
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = old
+    return out
+
+
+@pytest.fixture
+def eurosat_bundle_copy(eurosat_bundle, tmp_path):
+    """A private copy of :func:`eurosat_bundle` that a test may export into or break."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(eurosat_bundle, dst)
+    return dst

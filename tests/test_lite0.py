@@ -30,27 +30,10 @@ from edgeft.lite0 import (  # noqa: E402
     is_lite_checkpoint,
     map_lite_keys,
 )
+from tests.conftest import IMAGENETTE, IMAGENETTE_TO_IMAGENET, LITE0_WEIGHTS  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-ASSETS = Path(os.environ.get("EDGEFT_ASSETS", REPO.parent / "shared" / "assets"))
-CKPT = ASSETS / "weights" / "efficientnet-lite0-57934424.pth"
-VAL = ASSETS / "datasets" / "imagenette_224_subset" / "val"
-
-# Imagenette folder (ImageNet wnid) -> ImageNet-1k class index, checked against torchvision's
-# category names in test_imagenette_wnids_match_imagenet_names. Note n03888257 (parachute,
-# 701): n03888605 is "parallel bars" (702).
-IMAGENETTE_TO_IMAGENET = {
-    "n01440764": 0,  # tench
-    "n02102040": 217,  # English springer
-    "n02979186": 482,  # cassette player
-    "n03000684": 491,  # chain saw
-    "n03028079": 497,  # church
-    "n03394916": 566,  # French horn
-    "n03417042": 569,  # garbage truck
-    "n03425413": 571,  # gas pump
-    "n03445777": 574,  # golf ball
-    "n03888257": 701,  # parachute
-}
+CKPT = LITE0_WEIGHTS
+VAL = IMAGENETTE / "val"
 
 # Measured on this project's CPU machine, all 500 val images fed as they are (224x224
 # already), LITE0_MEAN/STD: tf_efficientnet_lite0 72.2% ImageNet-1k top-1 (resize 256 +

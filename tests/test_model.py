@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeft.archs import ARCHS, get_arch
+from edgeft.archs import ARCHS, get_arch, parse_head
 from edgeft.errors import UserError
-from edgeft.model import build_full_model, build_head, build_model, cut_body, layer_groups, parse_head
+from edgeft.model import build_full_model, build_head, build_model, cut_body, layer_groups
 from edgeft.tvfix import ensure_torchvision
 
 
