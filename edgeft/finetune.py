@@ -40,6 +40,7 @@ class FinetuneOptions:
     size: tuple[int, int] = (224, 224)
     resize: str = "crop"
     seed: int = 0
+    split_seed: int | None = None  # seed of the train/valid split; default: ``seed``
     valid_pct: float = 0.2
     valid_dir: Path | None = None
     head: str = "fastai"
@@ -49,6 +50,9 @@ class FinetuneOptions:
     balance: str = "none"
     positive: str | None = None
     workers: int = 0
+    # Yosinski et al.'s transfer protocol (used by ``edgeft compare --sweep-freeze``): keep
+    # the pretrained weights of the first K body groups only and re-initialise the rest.
+    keep_pretrained_groups: int | None = None
     force: bool = False
     quiet: bool = False
     extra: dict = field(default_factory=dict)
@@ -82,6 +86,9 @@ class FinetuneOptions:
             raise UserError(f"unknown --balance {self.balance!r}: use one of {', '.join(BALANCE_CHOICES)}")
         if self.workers < 0:
             raise UserError(f"--workers must be 0 or more, not {self.workers}")
+        n_groups = len(spec.groups)
+        if self.keep_pretrained_groups is not None and not 0 <= self.keep_pretrained_groups <= n_groups:
+            raise UserError(f"keep_pretrained_groups must be between 0 and {n_groups}")
         if strategy.name == "scratch" and self.weights:
             raise UserError("--strategy scratch trains from random weights: drop --weights")
         return strategy
@@ -166,7 +173,8 @@ def _finetune(opts: FinetuneOptions) -> FinetuneResult:
     positive = opts.positive
 
     with progress("checking images", None) as advance:
-        ds = load_dataset(opts.data, opts.valid_pct, opts.seed, opts.valid_dir, progress=advance)
+        split_seed = opts.seed if opts.split_seed is None else opts.split_seed
+        ds = load_dataset(opts.data, opts.valid_pct, split_seed, opts.valid_dir, progress=advance)
     _print_counts(ds)
     if positive is not None and positive not in ds.labels:
         raise UserError(f"--positive {positive!r} is not a class: choose one of {', '.join(ds.labels)}")
@@ -201,6 +209,8 @@ def _finetune(opts: FinetuneOptions) -> FinetuneResult:
         "wd": run["wd"],
         "batch_size": run["batch_size"],
         "seed": opts.seed,
+        "split_seed": split_seed,
+        "keep_pretrained_groups": opts.keep_pretrained_groups,
         "aug": opts.aug,
         "balance": opts.balance,
         "head": opts.head,

@@ -135,3 +135,14 @@ def group_modules(model: nn.Sequential, arch: str) -> list[nn.Module]:
     """The modules of each layer group (body slices, then the head)."""
     spec = get_arch(arch)
     return [model[0][a:b] for a, b in spec.groups] + [model[1]]
+
+
+def reinit_groups(model: nn.Sequential, arch: str, keep: int) -> None:
+    """Re-initialise every body group from ``keep`` on (their pretrained weights are
+    discarded), as in Yosinski et al.'s transfer experiments where only the first n layers
+    are copied. Uses each layer's ``reset_parameters`` (PyTorch's default init; BatchNorm
+    statistics are reset too)."""
+    for group in group_modules(model, arch)[keep:-1]:
+        for m in group.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _plt():
 
 def confusion_matrix_png(cm, labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
     """Draw ``cm[true, predicted]`` with counts in the cells."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(cm)
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)), dpi=110)
@@ -41,7 +41,7 @@ def confusion_matrix_png(cm, labels: list[str], path: Path, title: str = "Confus
 
 def training_curves_png(history: list[dict], path: Path, title: str = "Training") -> Path:
     """Loss (train, valid) and validation accuracy per epoch; phases are shaded."""
-    plt = _plt()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=110)
     ax1.plot(epochs, [h.get("train_loss") for h in history], "o-", label="train loss")

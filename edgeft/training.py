@@ -29,7 +29,7 @@ from edgeft import plots  # noqa: E402
 from edgeft.console import console  # noqa: E402
 from edgeft.loaders import class_weights, make_dataloaders  # noqa: E402
 from edgeft.metrics import classification_metrics  # noqa: E402
-from edgeft.model import build_model, group_modules, layer_groups  # noqa: E402
+from edgeft.model import build_model, group_modules, layer_groups, reinit_groups  # noqa: E402
 from edgeft.provenance import provenance  # noqa: E402
 from edgeft.strategy import frozen_eval, run_strategy  # noqa: E402
 from edgeft.weights import pretrained_full_model, sha256_file  # noqa: E402
@@ -124,6 +124,8 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path):
     set_seed(opts.seed, reproducible=True)
     full = pretrained_full_model(opts.arch, weights_src) if weights_src is not None else None
     model = build_model(opts.arch, len(ds.labels), opts.head, full=full)
+    if opts.keep_pretrained_groups is not None:
+        reinit_groups(model, opts.arch, opts.keep_pretrained_groups)
     dls = make_dataloaders(ds, pp, opts.batch_size, opts.aug, opts.balance, opts.workers)
     weight = class_weights(ds) if opts.balance == "weights" else None
     metrics = [accuracy] + ([top_k_accuracy] if len(ds.labels) >= 5 else [])
