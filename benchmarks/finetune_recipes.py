@@ -144,7 +144,7 @@ def plot(runs: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
-    for name, run in runs.items():
+    for run in runs.values():
         xs = [0] + [c["elapsed_s"] for c in run["curve"]]
         ys = [None] + [100 * c["accuracy"] for c in run["curve"]]
         ax.plot(xs[1:], ys[1:], "o-", label=run["recipe"])

@@ -72,6 +72,8 @@ def make_dataloaders(ds: Dataset, pp: Preprocessing, batch_size: int, aug: str, 
     )
     kwargs = dict(bs=bs, num_workers=num_workers)
     if balance == "oversample":
+        import fastai.callback.data  # noqa: F401  (patches DataBlock.weighted_dataloaders)
+
         counts = ds.counts("train")
         # Each training image is drawn with probability 1/count(its class): classes even out.
         # fastai indexes the weights by item and keeps the training split's.

@@ -19,6 +19,7 @@ ensure_torchvision()  # before fastai imports torchvision
 
 import torch  # noqa: E402
 from fastai.callback.core import Callback  # noqa: E402
+import fastai.callback.schedule  # noqa: E402,F401  (patches Learner.fit_one_cycle, fine_tune, lr_find)
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.learner import Learner, Recorder  # noqa: E402
 from fastai.losses import CrossEntropyLossFlat  # noqa: E402

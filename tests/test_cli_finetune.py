@@ -187,3 +187,20 @@ def test_interrupt_exits_130_with_one_line(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
     assert not out.exists()
+
+
+def test_greyscale_rgba_and_palette_images_train_and_predict(tmp_path):
+    from PIL import Image
+
+    data = make_color_dataset(tmp_path / "d", n_per_class=6, size=32)
+    for i, p in enumerate(sorted(data.rglob("*.png"))):
+        img = Image.open(p)
+        mode = ("L", "RGBA", "P", "RGB")[i % 4]
+        img.convert(mode).save(p)
+    assert {Image.open(p).mode for p in data.rglob("*.png")} == {"L", "RGBA", "P", "RGB"}
+    out = tmp_path / "b"
+    p = run_cli("finetune", "--data", data, "--arch", "resnet18", "--out", out, "--no-pretrained", *TINY)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((out / "bundle.json").read_text())["training"]["data"]["skipped"] == 0
+    p = run_cli("predict", out, data, "--json")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 18, p.stderr[-2000:]

@@ -87,3 +87,12 @@ def test_full_trains_every_group_at_one_lr(tmp_path):
 def test_bad_strategy(bad):
     with pytest.raises(UserError, match="strategy"):
         parse_strategy(bad)
+
+
+def test_lr_auto_runs_lr_find_and_records_the_choice(tmp_path):
+    data = make_color_dataset(tmp_path / "data", n_per_class=12, size=32)
+    res = finetune(FinetuneOptions(data=data, arch="resnet18", out=tmp_path / "b", strategy="full", epochs=1,
+                                   size=(32, 32), batch_size=8, quiet=True, pretrained=False, lr="auto"))
+    rec = res.training
+    assert rec["lr_source"] == "lr_find" and rec["lr"] == rec["lr_find"]["valley"] > 0
+    assert rec["phases"][0]["lr_per_group"][-1] == pytest.approx(rec["lr"], rel=1e-3)
