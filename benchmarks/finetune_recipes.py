@@ -33,23 +33,46 @@ from edgeft.tvfix import ensure_torchvision
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_edgeft(data: Path, weights: str | None, size: int, epochs: int, strategy: str, out: Path) -> dict:
+def run_edgeft(
+    data: Path, weights: str | None, size: int, epochs: int, strategy: str, out: Path
+) -> dict:
     """Fine-tune with edgeft's library entry point; returns per-epoch accuracy and time."""
     from edgeft.finetune import FinetuneOptions, finetune
 
-    opts = FinetuneOptions(data=data, arch="mobilenet_v2", out=out, size=(size, size), quiet=True,
-                           strategy=strategy, epochs=epochs, weights=weights if strategy != "scratch" else None,
-                           force=True)
+    opts = FinetuneOptions(
+        data=data,
+        arch="mobilenet_v2",
+        out=out,
+        size=(size, size),
+        quiet=True,
+        strategy=strategy,
+        epochs=epochs,
+        weights=weights if strategy != "scratch" else None,
+        force=True,
+    )
     t0 = time.perf_counter()
     res = finetune(opts)
     wall = time.perf_counter() - t0
     curve, elapsed = [], 0.0
     for h in res.training["history"]:
         elapsed += h["seconds"]
-        curve.append({"epoch": h["epoch"], "phase": h["phase"], "accuracy": h["accuracy"], "elapsed_s": elapsed})
-    return {"recipe": f"edgeft {strategy}", "curve": curve, "final_accuracy": res.metrics["accuracy"],
-            "train_seconds": res.training["train_seconds"], "wall_seconds": wall,
-            "lr": res.training["lr"], "epochs_total": len(curve)}
+        curve.append(
+            {
+                "epoch": h["epoch"],
+                "phase": h["phase"],
+                "accuracy": h["accuracy"],
+                "elapsed_s": elapsed,
+            }
+        )
+    return {
+        "recipe": f"edgeft {strategy}",
+        "curve": curve,
+        "final_accuracy": res.metrics["accuracy"],
+        "train_seconds": res.training["train_seconds"],
+        "wall_seconds": wall,
+        "lr": res.training["lr"],
+        "epochs_total": len(curve),
+    }
 
 
 def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0) -> dict:
@@ -70,7 +93,9 @@ def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0)
     norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     train_tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
     # The tutorial's Resize(256) + CenterCrop(224), scaled to this input size.
-    valid_tf = T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm])
+    valid_tf = T.Compose(
+        [T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm]
+    )
 
     class Images(torch.utils.data.Dataset):
         def __init__(self, samples, tf):
@@ -107,9 +132,17 @@ def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0)
                 correct += int((model(x).argmax(1) == y).sum())
         elapsed += time.perf_counter() - t0
         curve.append({"epoch": epoch, "accuracy": correct / len(ds.valid), "elapsed_s": elapsed})
-        print(f"classic epoch {epoch}: {100 * curve[-1]['accuracy']:.2f}% at {elapsed:.0f} s", flush=True)
-    return {"recipe": "classic PyTorch", "curve": curve, "final_accuracy": curve[-1]["accuracy"],
-            "wall_seconds": elapsed, "epochs_total": epochs}
+        print(
+            f"classic epoch {epoch}: {100 * curve[-1]['accuracy']:.2f}% at {elapsed:.0f} s",
+            flush=True,
+        )
+    return {
+        "recipe": "classic PyTorch",
+        "curve": curve,
+        "final_accuracy": curve[-1]["accuracy"],
+        "wall_seconds": elapsed,
+        "epochs_total": epochs,
+    }
 
 
 def time_to_reach(curve: list[dict], target: float) -> float | None:
@@ -132,8 +165,14 @@ def summarize(runs: dict) -> dict:
     }
     if "scratch" in runs:
         out["scratch_final_accuracy"] = runs["scratch"]["final_accuracy"]
-        out["pretrained_vs_scratch_pp"] = 100 * (ours["final_accuracy"] - runs["scratch"]["final_accuracy"])
-    out["goal_met"] = bool(out["time_ratio"] is not None and out["time_ratio"] <= 0.5 and out["edgeft_ends_higher_by_pp"] > 0)
+        out["pretrained_vs_scratch_pp"] = 100 * (
+            ours["final_accuracy"] - runs["scratch"]["final_accuracy"]
+        )
+    out["goal_met"] = bool(
+        out["time_ratio"] is not None
+        and out["time_ratio"] <= 0.5
+        and out["edgeft_ends_higher_by_pp"] > 0
+    )
     return out
 
 
@@ -167,30 +206,45 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for run in result["runs"].values():
-        lines.append(f"| {run['recipe']} | {run['epochs_total']} | {100 * run['final_accuracy']:.2f}% | "
-                     f"{run['curve'][-1]['elapsed_s']:.0f} |")
+        lines.append(
+            f"| {run['recipe']} | {run['epochs_total']} | {100 * run['final_accuracy']:.2f}% | "
+            f"{run['curve'][-1]['elapsed_s']:.0f} |"
+        )
     lines += ["", "Accuracy after each epoch (cumulative seconds):", ""]
     for run in result["runs"].values():
         pts = ", ".join(f"{100 * c['accuracy']:.1f}% @ {c['elapsed_s']:.0f}s" for c in run["curve"])
         lines.append(f"- {run['recipe']}: {pts}")
     t = s["edgeft_seconds_to_classic_accuracy"]
-    lines += ["", f"edgeft reached the classic recipe's final {100 * s['classic_final_accuracy']:.2f}% after "
-              f"{t:.0f} s vs {s['classic_seconds']:.0f} s (ratio {s['time_ratio']:.2f}); it ends "
-              f"{s['edgeft_ends_higher_by_pp']:+.2f} points higher." if t is not None else
-              "", "Goal (ratio <= 0.5 and ends higher): " + ("met" if s["goal_met"] else "NOT met")]
+    lines += [
+        "",
+        f"edgeft reached the classic recipe's final {100 * s['classic_final_accuracy']:.2f}% after "
+        f"{t:.0f} s vs {s['classic_seconds']:.0f} s (ratio {s['time_ratio']:.2f}); it ends "
+        f"{s['edgeft_ends_higher_by_pp']:+.2f} points higher."
+        if t is not None
+        else "",
+        "Goal (ratio <= 0.5 and ends higher): " + ("met" if s["goal_met"] else "NOT met"),
+    ]
     if "scratch_final_accuracy" in s:
-        lines.append(f"Scratch (random init) ends at {100 * s['scratch_final_accuracy']:.2f}%: "
-                     f"{s['pretrained_vs_scratch_pp']:.1f} points below edgeft's pretrained default.")
+        lines.append(
+            f"Scratch (random init) ends at {100 * s['scratch_final_accuracy']:.2f}%: "
+            f"{s['pretrained_vs_scratch_pp']:.1f} points below edgeft's pretrained default."
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--weights", required=True, help="MobileNetV2 ImageNet checkpoint (mobilenet_v2-b0353104.pth)")
+    ap.add_argument(
+        "--weights",
+        required=True,
+        help="MobileNetV2 ImageNet checkpoint (mobilenet_v2-b0353104.pth)",
+    )
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--classic-epochs", type=int, default=5)
-    ap.add_argument("--edgeft-epochs", type=int, default=4, help="unfrozen epochs after the frozen one")
+    ap.add_argument(
+        "--edgeft-epochs", type=int, default=4, help="unfrozen epochs after the frozen one"
+    )
     ap.add_argument("--no-scratch", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -199,16 +253,30 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs["edgeft"] = run_edgeft(args.data, args.weights, args.size, args.edgeft_epochs, "discriminative",
-                                    Path(tmp) / "edgeft")
+        runs["edgeft"] = run_edgeft(
+            args.data,
+            args.weights,
+            args.size,
+            args.edgeft_epochs,
+            "discriminative",
+            Path(tmp) / "edgeft",
+        )
         print(f"edgeft: {runs['edgeft']['curve']}", flush=True)
         runs["classic"] = run_classic(args.data, args.weights, args.size, args.classic_epochs)
         if not args.no_scratch:
-            runs["scratch"] = run_edgeft(args.data, None, args.size, args.edgeft_epochs + 1, "scratch",
-                                         Path(tmp) / "scratch")
+            runs["scratch"] = run_edgeft(
+                args.data, None, args.size, args.edgeft_epochs + 1, "scratch", Path(tmp) / "scratch"
+            )
             print(f"scratch: {runs['scratch']['curve']}", flush=True)
-    result = {"data": str(args.data), "data_name": args.data.name, "size": args.size,
-              "threads": torch.get_num_threads(), "cpu": os.cpu_count(), "runs": runs, "summary": summarize(runs)}
+    result = {
+        "data": str(args.data),
+        "data_name": args.data.name,
+        "size": args.size,
+        "threads": torch.get_num_threads(),
+        "cpu": os.cpu_count(),
+        "runs": runs,
+        "summary": summarize(runs),
+    }
     (args.out / "finetune_recipes.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "finetune_recipes.md").write_text(markdown(result))
     plot(runs, args.out / "finetune_recipes.png")

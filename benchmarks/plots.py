@@ -9,6 +9,18 @@ import numpy as np
 from edgeft.plots import pyplot
 
 
+def _plain_log_ticks(axis) -> None:
+    """Log axes labelled 30, 40, 200 rather than 3x10^1: milliseconds read as numbers."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(v, _):
+        lead = f"{v:e}"[0]  # label 1, 2, 3, 5 x 10^k; the other minor ticks stay unlabelled
+        return f"{v:g}" if lead in "1235" else ""
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(FuncFormatter(label))
+
+
 def accuracy_vs_latency_png(report: dict, path: Path, batch_size: int | None = None) -> Path | None:
     """One point per backend: p50 model latency at ``batch_size`` (default: the smallest)
     against accuracy on the labelled images; the reference's accuracy is a dashed line."""
@@ -34,6 +46,7 @@ def accuracy_vs_latency_png(report: dict, path: Path, batch_size: int | None = N
         ax.axhline(100 * ref, ls="--", color="grey", lw=1, label="PyTorch FP32 reference")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel(f"p50 latency, model only, batch {bs} (ms, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Accuracy vs latency ({report['environment'].get('device')})")
@@ -68,6 +81,7 @@ def latency_distribution_png(report: dict, path: Path) -> Path | None:
             patch.set_alpha(0.45)
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=45, ha="right")
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
         ax.set_title(f"batch {bs}")
         ax.set_ylabel("ms per call (log scale)")
         ax.grid(alpha=0.3, axis="y", which="both")
@@ -91,7 +105,7 @@ def contact_sheet_png(
     columns = min(columns, len(items))
     rows = (len(items) + columns - 1) // columns
     fig, axes = plt.subplots(
-        rows, columns, figsize=(max(1.9 * columns, 4.5), 2.15 * rows + 0.4), dpi=100, squeeze=False
+        rows, columns, figsize=(max(1.9 * columns, 4.5), 2.45 * rows + 0.4), dpi=100, squeeze=False
     )
     for ax in axes.ravel():
         ax.axis("off")

@@ -86,12 +86,8 @@ ARCHS: dict[str, ArchSpec] = {
             note="built without aux heads; input normalised to [-1, 1] as its weights expect",
         ),
         ArchSpec("mobilenet_v2", "torchvision", "features", 0, _groups(0, 4, 7, 14, 19), 1280),
-        ArchSpec(
-            "mobilenet_v3_small", "torchvision", "features", 0, _groups(0, 2, 4, 9, 13), 576
-        ),
-        ArchSpec(
-            "mobilenet_v3_large", "torchvision", "features", 0, _groups(0, 4, 7, 13, 17), 960
-        ),
+        ArchSpec("mobilenet_v3_small", "torchvision", "features", 0, _groups(0, 2, 4, 9, 13), 576),
+        ArchSpec("mobilenet_v3_large", "torchvision", "features", 0, _groups(0, 4, 7, 13, 17), 960),
         ArchSpec("efficientnet_b0", "torchvision", "features", 0, _groups(0, 3, 4, 6, 9), 1280),
         ArchSpec(
             "efficientnet_lite0",
@@ -120,9 +116,7 @@ def get_arch(name: str) -> ArchSpec:
     try:
         return ARCHS[name]
     except KeyError:
-        raise UserError(
-            f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}"
-        ) from None
+        raise UserError(f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}") from None
 
 
 HEAD_CHOICES = "fastai (default), linear, fc:N"

@@ -53,9 +53,13 @@ class Bundle:
         path = Path(path).expanduser()
         mf = path / MANIFEST
         if not path.is_dir():
-            raise UserError(f"bundle {path} does not exist: create one with `edgeft finetune --out {path}`")
+            raise UserError(
+                f"bundle {path} does not exist: create one with `edgeft finetune --out {path}`"
+            )
         if not mf.is_file():
-            raise UserError(f"{path} is not a bundle (no {MANIFEST}): pass a folder written by `edgeft finetune`")
+            raise UserError(
+                f"{path} is not a bundle (no {MANIFEST}): pass a folder written by `edgeft finetune`"
+            )
         try:
             manifest = json.loads(mf.read_text())
         except (OSError, ValueError) as exc:
@@ -104,7 +108,9 @@ class Bundle:
                 f"with the matching option first"
             )
         if not (self.path / rec["path"]).is_file():
-            raise UserError(f"artifact file {self.path / rec['path']} is missing: re-run `edgeft export`")
+            raise UserError(
+                f"artifact file {self.path / rec['path']} is missing: re-run `edgeft export`"
+            )
         return rec
 
     def read_json(self, name: str) -> dict:

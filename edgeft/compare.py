@@ -37,7 +37,9 @@ class CompareOptions:
     """What ``edgeft compare`` takes; ``base`` holds the shared fine-tuning options."""
 
     base: FinetuneOptions
-    strategies: list[str] = field(default_factory=lambda: ["scratch", "head", "discriminative", "full"])
+    strategies: list[str] = field(
+        default_factory=lambda: ["scratch", "head", "discriminative", "full"]
+    )
     repeats: int = 1
     sweep_freeze: bool = False
     force: bool = False
@@ -55,7 +57,9 @@ class CompareOptions:
                 raise UserError(f"--strategies names {label} twice")
             seen.add(label)
         if "discriminative" in self.strategies and self.base.epochs < 2:
-            raise UserError("--epochs must be at least 2 with discriminative (1 frozen + 1 unfrozen)")
+            raise UserError(
+                "--epochs must be at least 2 with discriminative (1 frozen + 1 unfrozen)"
+            )
 
 
 @dataclass
@@ -89,9 +93,18 @@ def plan_runs(co: CompareOptions, out: Path) -> list[RunSpec]:
                 freeze = base.freeze_epochs if base.freeze_epochs < base.epochs else 1
                 epochs = base.epochs - freeze
             name = f"{label.replace(':', '')}-r{r}"
-            opts = replace(base, strategy=label, epochs=epochs, freeze_epochs=freeze, seed=base.seed + r,
-                           split_seed=split_seed, out=out / "runs" / name, quiet=True, force=True,
-                           weights=None if label == "scratch" else base.weights)
+            opts = replace(
+                base,
+                strategy=label,
+                epochs=epochs,
+                freeze_epochs=freeze,
+                seed=base.seed + r,
+                split_seed=split_seed,
+                out=out / "runs" / name,
+                quiet=True,
+                force=True,
+                weights=None if label == "scratch" else base.weights,
+            )
             runs.append(RunSpec(name, label, r, opts))
     if co.sweep_freeze:
         from edgeft.sweep import plan_sweep
@@ -115,7 +128,9 @@ def load_finished(out: Path, spec: RunSpec) -> dict | None:
         return None
     rec = json.loads(path.read_text())
     if rec.get("config") != _config(spec.opts):
-        changed = sorted(k for k in _config(spec.opts) if rec.get("config", {}).get(k) != _config(spec.opts)[k])
+        changed = sorted(
+            k for k in _config(spec.opts) if rec.get("config", {}).get(k) != _config(spec.opts)[k]
+        )
         raise UserError(
             f"{out} holds run {spec.name} made with other options ({', '.join(changed[:4])}): "
             "use another --out, or --force to start over"
@@ -199,16 +214,22 @@ def recommendation(rows: list[dict]) -> str:
         return "no runs"
     ranked = sorted(rows, key=lambda r: -r["accuracy_mean"])
     best = ranked[0]
-    names = {"head": "head-only", "full": "full fine-tune", "discriminative": "discriminative fine-tune",
-             "scratch": "training from scratch"}
+    names = {
+        "head": "head-only",
+        "full": "full fine-tune",
+        "discriminative": "discriminative fine-tune",
+        "scratch": "training from scratch",
+    }
     name = names.get(best["strategy"], best["strategy"])
     parts = []
     if len(ranked) > 1:
         second = ranked[1]
         gap = 100 * (best["accuracy_mean"] - second["accuracy_mean"])
         spread = 100 * max(best["accuracy_std"], second["accuracy_std"])
-        text = (f"{name} is best here ({100 * best['accuracy_mean']:.1f}%) by {gap:.1f} points over "
-                f"{names.get(second['strategy'], second['strategy'])}")
+        text = (
+            f"{name} is best here ({100 * best['accuracy_mean']:.1f}%) by {gap:.1f} points over "
+            f"{names.get(second['strategy'], second['strategy'])}"
+        )
         if best["repeats"] > 1 and gap <= 2 * spread:
             text += f" (within the spread of {spread:.1f} points over {best['repeats']} repeats: not a clear winner)"
         parts.append(text)
@@ -216,12 +237,16 @@ def recommendation(rows: list[dict]) -> str:
         parts.append(f"{name}: {100 * best['accuracy_mean']:.1f}%")
     scratch = next((r for r in rows if r["strategy"] == "scratch"), None)
     if scratch is not None and scratch is not best:
-        parts.append(f"scratch is {100 * (best['accuracy_mean'] - scratch['accuracy_mean']):.1f} points behind")
+        parts.append(
+            f"scratch is {100 * (best['accuracy_mean'] - scratch['accuracy_mean']):.1f} points behind"
+        )
     fastest = min(rows, key=lambda r: r["train_seconds_mean"])
     if fastest is not best and fastest["strategy"] != "scratch":
-        parts.append(f"{names.get(fastest['strategy'], fastest['strategy'])} trains "
-                     f"{best['train_seconds_mean'] / fastest['train_seconds_mean']:.1f}x faster at "
-                     f"{100 * (best['accuracy_mean'] - fastest['accuracy_mean']):.1f} points less")
+        parts.append(
+            f"{names.get(fastest['strategy'], fastest['strategy'])} trains "
+            f"{best['train_seconds_mean'] / fastest['train_seconds_mean']:.1f}x faster at "
+            f"{100 * (best['accuracy_mean'] - fastest['accuracy_mean']):.1f} points less"
+        )
     return "; ".join(parts) + "."
 
 
@@ -249,12 +274,16 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
             console().print(f"[{i}/{len(runs)}] {spec.name}: training ...")
             with quiet_if(True):
                 rec = run_one(spec, out)
-            console().print(f"[{i}/{len(runs)}] {spec.name}: {100 * rec['accuracy']:.2f}% in "
-                            f"{rec['wall_seconds']:.0f} s")
+            console().print(
+                f"[{i}/{len(runs)}] {spec.name}: {100 * rec['accuracy']:.2f}% in "
+                f"{rec['wall_seconds']:.0f} s"
+            )
         results.append(rec)
     splits = {r["split_fingerprint"] for r in results}
     if len(splits) != 1:  # every run must have seen the same images
-        raise UserError(f"runs in {out} used different data ({len(splits)} fingerprints): use --force")
+        raise UserError(
+            f"runs in {out} used different data ({len(splits)} fingerprints): use --force"
+        )
     groups = [parse_strategy(s).label for s in co.strategies]
     summary = {
         "schema": SCHEMA,

@@ -20,15 +20,21 @@ def rows_for_table(summary: dict) -> tuple[list[str], list[list]]:
     """Columns and rows: strategy, top-1 error, top-5 error, accuracy ± sd, time, params."""
     strategies = summary["strategies"]
     has_top5 = any(r.get("top5_error_mean") is not None for r in strategies)
-    cols = ["strategy", "top-1 error %"] + (["top-5 error %"] if has_top5 else []) + [
-        f"accuracy % (± sd, {summary['repeats']} runs)", "train time s", "trainable params"]
+    cols = (
+        ["strategy", "top-1 error %"]
+        + (["top-5 error %"] if has_top5 else [])
+        + [f"accuracy % (± sd, {summary['repeats']} runs)", "train time s", "trainable params"]
+    )
     rows = []
     for r in strategies:
         row = [r["strategy"], _pct(r["top1_error_mean"])]
         if has_top5:
             row.append(_pct(r.get("top5_error_mean")))
-        row += [_pm(r["accuracy_mean"], r["accuracy_std"]), f"{r['train_seconds_mean']:.0f}",
-                f"{r['trainable_params']:,}"]
+        row += [
+            _pm(r["accuracy_mean"], r["accuracy_std"]),
+            f"{r['train_seconds_mean']:.0f}",
+            f"{r['trainable_params']:,}",
+        ]
         rows.append(row)
     return cols, rows
 
@@ -39,31 +45,49 @@ def binary_rows(summary: dict) -> tuple[list[str], list[list]] | None:
         return None
     pos = strategies[0]["positive"]
     cols = ["strategy", f"sensitivity ({pos}) %", "specificity %", "ROC AUC"]
-    rows = [[r["strategy"], _pm(r["sensitivity_mean"], r.get("sensitivity_std")),
-             _pm(r.get("specificity_mean"), r.get("specificity_std")),
-             "-" if r.get("roc_auc_mean") is None else f"{r['roc_auc_mean']:.3f} ± {r.get('roc_auc_std', 0):.3f}"]
-            for r in strategies]
+    rows = [
+        [
+            r["strategy"],
+            _pm(r["sensitivity_mean"], r.get("sensitivity_std")),
+            _pm(r.get("specificity_mean"), r.get("specificity_std")),
+            "-"
+            if r.get("roc_auc_mean") is None
+            else f"{r['roc_auc_mean']:.3f} ± {r.get('roc_auc_std', 0):.3f}",
+        ]
+        for r in strategies
+    ]
     return cols, rows
 
 
 def markdown(summary: dict) -> str:
     opts = summary["options"]
-    lines = [f"# edgeft compare: {summary['arch']} on {Path(summary['data']).name}", "",
-             f"Budget: {opts['epochs']} epochs per run, input {opts['size'][0]}x{opts['size'][1]}, "
-             f"batch {opts['batch_size']}, LR {opts['lr']}, augmentation {opts['aug']}, split seed "
-             f"{opts['split_seed'] if opts['split_seed'] is not None else opts['seed']}, "
-             f"{summary['repeats']} repeat(s) (seeds {opts['seed']}..{opts['seed'] + summary['repeats'] - 1}).", ""]
+    lines = [
+        f"# edgeft compare: {summary['arch']} on {Path(summary['data']).name}",
+        "",
+        f"Budget: {opts['epochs']} epochs per run, input {opts['size'][0]}x{opts['size'][1]}, "
+        f"batch {opts['batch_size']}, LR {opts['lr']}, augmentation {opts['aug']}, split seed "
+        f"{opts['split_seed'] if opts['split_seed'] is not None else opts['seed']}, "
+        f"{summary['repeats']} repeat(s) (seeds {opts['seed']}..{opts['seed'] + summary['repeats'] - 1}).",
+        "",
+    ]
     for cols, rows in filter(None, [rows_for_table(summary), binary_rows(summary)]):
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         lines.append("")
     lines += [f"**Recommendation:** {summary['recommendation']}", ""]
     if summary.get("sweep"):
-        lines += ["## Freeze sweep (Yosinski et al.)", "", "| K frozen groups | frozen % | fine-tuned % |", "|---|---|---|"]
+        lines += [
+            "## Freeze sweep (Yosinski et al.)",
+            "",
+            "| K frozen groups | frozen % | fine-tuned % |",
+            "|---|---|---|",
+        ]
         v = summary["sweep"]["variants"]
         for fr, ft in zip(v["frozen"], v["fine-tuned"], strict=False):
-            lines.append(f"| {fr['k']} | {_pm(fr['accuracy_mean'], fr['accuracy_std'])} | "
-                         f"{_pm(ft['accuracy_mean'], ft['accuracy_std'])} |")
+            lines.append(
+                f"| {fr['k']} | {_pm(fr['accuracy_mean'], fr['accuracy_std'])} | "
+                f"{_pm(ft['accuracy_mean'], ft['accuracy_std'])} |"
+            )
         lines.append("")
     lines.append("Plots: compare.png" + (", sweep.png" if summary.get("sweep") else ""))
     return "\n".join(lines) + "\n"
@@ -85,7 +109,12 @@ def plot_compare(summary: dict, path: Path) -> None:
     ax1.set_ylabel("top-1 error (%)")
     ax1.set_title(f"Error per strategy (± sd, {summary['repeats']} runs)")
     for r in rows:
-        ax2.plot(range(1, len(r["curve_mean"]) + 1), [100 * v for v in r["curve_mean"]], "o-", label=r["strategy"])
+        ax2.plot(
+            range(1, len(r["curve_mean"]) + 1),
+            [100 * v for v in r["curve_mean"]],
+            "o-",
+            label=r["strategy"],
+        )
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation accuracy (%)")
     ax2.set_title("Validation curves (mean over repeats)")
@@ -106,10 +135,17 @@ def plot_sweep(summary: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name, style in (("frozen", "o-"), ("fine-tuned", "s--")):
         pts = v[name]
-        ax.errorbar([p["k"] for p in pts], [100 * p["accuracy_mean"] for p in pts],
-                    yerr=[100 * p["accuracy_std"] for p in pts], fmt=style, capsize=3,
-                    label={"frozen": "first K groups pretrained + frozen (AnB)",
-                           "fine-tuned": "first K groups pretrained, all fine-tuned (AnB+)"}[name])
+        ax.errorbar(
+            [p["k"] for p in pts],
+            [100 * p["accuracy_mean"] for p in pts],
+            yerr=[100 * p["accuracy_std"] for p in pts],
+            fmt=style,
+            capsize=3,
+            label={
+                "frozen": "first K groups pretrained + frozen (AnB)",
+                "fine-tuned": "first K groups pretrained, all fine-tuned (AnB+)",
+            }[name],
+        )
     ax.set_xlabel("K: pretrained layer groups kept (the rest re-initialised)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_xticks(range(summary["sweep"]["groups"] + 1))
@@ -132,11 +168,20 @@ def write_reports(summary: dict, out: Path) -> None:
         plot_compare(summary, out / "compare.png")
     if summary.get("sweep"):
         v = summary["sweep"]["variants"]
-        console().print(table("Freeze sweep: accuracy % by K pretrained groups kept",
-                              ["K", "frozen", "fine-tuned"],
-                              [[fr["k"], _pm(fr["accuracy_mean"], fr["accuracy_std"]),
-                                _pm(ft["accuracy_mean"], ft["accuracy_std"])]
-                               for fr, ft in zip(v["frozen"], v["fine-tuned"], strict=False)]))
+        console().print(
+            table(
+                "Freeze sweep: accuracy % by K pretrained groups kept",
+                ["K", "frozen", "fine-tuned"],
+                [
+                    [
+                        fr["k"],
+                        _pm(fr["accuracy_mean"], fr["accuracy_std"]),
+                        _pm(ft["accuracy_mean"], ft["accuracy_std"]),
+                    ]
+                    for fr, ft in zip(v["frozen"], v["fine-tuned"], strict=False)
+                ],
+            )
+        )
         plot_sweep(summary, out / "sweep.png")
     console().print(f"[bold]Recommendation:[/bold] {summary['recommendation']}")
     write_json_atomic(out / "compare.json", summary)

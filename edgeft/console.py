@@ -33,7 +33,11 @@ def table(title: str, columns: list[str], rows: list[list], justify_numbers: boo
     """A rich table; numeric cells are right-aligned."""
     t = Table(title=title, title_justify="left", show_lines=False)
     for i, c in enumerate(columns):
-        numeric = justify_numbers and rows and all(isinstance(r[i], (int, float)) or r[i] in ("", "-", None) for r in rows)
+        numeric = (
+            justify_numbers
+            and rows
+            and all(isinstance(r[i], (int, float)) or r[i] in ("", "-", None) for r in rows)
+        )
         t.add_column(c, justify="right" if numeric and i else "left")
     for r in rows:
         t.add_row(*["-" if v is None else fmt(v) for v in r])
@@ -58,7 +62,13 @@ def progress(description: str, total: int | None):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_console, transient=True) as prog:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console,
+        transient=True,
+    ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)

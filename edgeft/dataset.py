@@ -112,8 +112,12 @@ def _read_csv(path: Path) -> list[tuple[Path, str, str | None]]:
                 raise UserError(f"{path} line {i + 1}: expected path,label[,split]")
             split = row[2].strip().lower() if len(row) > 2 and row[2].strip() else None
             if split not in (None, "train", "valid", "val"):
-                raise UserError(f"{path} line {i + 1}: split must be train or valid, not {row[2]!r}")
-            rows.append((path.parent / row[0].strip(), row[1].strip(), "valid" if split == "val" else split))
+                raise UserError(
+                    f"{path} line {i + 1}: split must be train or valid, not {row[2]!r}"
+                )
+            rows.append(
+                (path.parent / row[0].strip(), row[1].strip(), "valid" if split == "val" else split)
+            )
     if not rows:
         raise UserError(f"{path} lists no images: expected rows of path,label")
     return rows
@@ -178,13 +182,17 @@ def load_dataset(
     """
     root = Path(data).expanduser().resolve()
     if not root.exists():
-        raise UserError(f"data {root} does not exist: pass a folder of class folders or a CSV of path,label")
+        raise UserError(
+            f"data {root} does not exist: pass a folder of class folders or a CSV of path,label"
+        )
     if not 0.0 < valid_pct < 1.0:
         raise UserError(f"--valid-pct must be between 0 and 1 (exclusive), not {valid_pct}")
     given_split: dict[Path, str] = {}
     if root.is_file():
         if root.suffix.lower() != ".csv":
-            raise UserError(f"data {root} is a file but not a CSV: pass a folder or a .csv of path,label")
+            raise UserError(
+                f"data {root} is a file but not a CSV: pass a folder or a .csv of path,label"
+            )
         rows = _read_csv(root)
         items = [(p, label) for p, label, _ in rows]
         given_split = {p: s for p, _, s in rows if s}
@@ -193,7 +201,10 @@ def load_dataset(
         vroot = Path(valid_dir).expanduser().resolve()
         if not vroot.is_dir():
             raise UserError(f"--valid-dir {vroot} does not exist or is not a folder")
-        t, v = _scan_class_folders(root, "data folder"), _scan_class_folders(vroot, "validation folder")
+        t, v = (
+            _scan_class_folders(root, "data folder"),
+            _scan_class_folders(vroot, "validation folder"),
+        )
         items = t + v
         given_split = {p: "train" for p, _ in t} | {p: "valid" for p, _ in v}
         layout, root_dir = "train+valid-dir", root
@@ -215,7 +226,9 @@ def load_dataset(
 
     good, skipped = _verify(items, progress)
     if not good:
-        raise UserError(f"no readable images in {root} ({len(skipped)} files skipped, e.g. {skipped[0][1]})")
+        raise UserError(
+            f"no readable images in {root} ({len(skipped)} files skipped, e.g. {skipped[0][1]})"
+        )
     labels = sorted({label for _, label in good})
     if len(labels) < 2:
         raise UserError(
@@ -223,7 +236,9 @@ def load_dataset(
         )
     empty = sorted({label for _, label in items} - set(labels))
     if empty:
-        raise UserError(f"class {empty[0]} has no readable images in {root}: fix or remove its files")
+        raise UserError(
+            f"class {empty[0]} has no readable images in {root}: fix or remove its files"
+        )
 
     if given_split and all(p in given_split for p, _ in good):
         train = [Sample(p, lb) for p, lb in good if given_split[p] == "train"]

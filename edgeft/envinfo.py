@@ -29,8 +29,13 @@ def _torch() -> dict:
         return {"installed": False}
     import torch
 
-    info = {"installed": True, "version": torch.__version__, "threads": torch.get_num_threads(),
-            "cuda_available": torch.cuda.is_available(), "cuda_build": torch.version.cuda}
+    info = {
+        "installed": True,
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_build": torch.version.cuda,
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         major, minor = torch.cuda.get_device_capability(0)
@@ -48,8 +53,12 @@ def _onnxruntime() -> dict:
         import onnxruntime as ort
     except ImportError:
         return {"installed": False, "hint": "pip install onnxruntime (CPU) or onnxruntime-gpu"}
-    return {"installed": True, "version": ort.__version__, "providers": ort.get_available_providers(),
-            "package": "onnxruntime-gpu" if package_version("onnxruntime-gpu") else "onnxruntime"}
+    return {
+        "installed": True,
+        "version": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "package": "onnxruntime-gpu" if package_version("onnxruntime-gpu") else "onnxruntime",
+    }
 
 
 def _tensorrt() -> dict:
@@ -91,7 +100,10 @@ def collect() -> dict:
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "packages": {p: package_version(p) for p in ("edgeft", "fastai", "timm", "onnx", "onnxslim", "numpy", "pillow")},
+        "packages": {
+            p: package_version(p)
+            for p in ("edgeft", "fastai", "timm", "onnx", "onnxslim", "numpy", "pillow")
+        },
         "torch": _try(_torch),
         "onnxruntime": _try(_onnxruntime),
         "tensorrt": _try(_tensorrt),

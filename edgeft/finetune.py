@@ -79,15 +79,22 @@ class FinetuneOptions:
         if min(self.size) < 16 or max(self.size) > 2048:
             raise UserError(f"--size must be between 16 and 2048 pixels, not {self.size}")
         if self.resize not in RESIZE_METHODS:
-            raise UserError(f"unknown --resize {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}")
+            raise UserError(
+                f"unknown --resize {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}"
+            )
         if self.aug not in AUG_PRESETS:
             raise UserError(f"unknown --aug {self.aug!r}: use one of {', '.join(AUG_PRESETS)}")
         if self.balance not in BALANCE_CHOICES:
-            raise UserError(f"unknown --balance {self.balance!r}: use one of {', '.join(BALANCE_CHOICES)}")
+            raise UserError(
+                f"unknown --balance {self.balance!r}: use one of {', '.join(BALANCE_CHOICES)}"
+            )
         if self.workers < 0:
             raise UserError(f"--workers must be 0 or more, not {self.workers}")
         n_groups = len(spec.groups)
-        if self.keep_pretrained_groups is not None and not 0 <= self.keep_pretrained_groups <= n_groups:
+        if (
+            self.keep_pretrained_groups is not None
+            and not 0 <= self.keep_pretrained_groups <= n_groups
+        ):
             raise UserError(f"keep_pretrained_groups must be between 0 and {n_groups}")
         if strategy.name == "scratch" and self.weights:
             raise UserError("--strategy scratch trains from random weights: drop --weights")
@@ -131,8 +138,10 @@ def _print_counts(ds: Dataset) -> None:
             "consider --balance weights or --balance oversample[/yellow]"
         )
     if ds.skipped:
-        console().print(f"[yellow]skipped {len(ds.skipped)} unreadable or non-image files "
-                        f"(e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]})[/yellow]")
+        console().print(
+            f"[yellow]skipped {len(ds.skipped)} unreadable or non-image files "
+            f"(e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]})[/yellow]"
+        )
 
 
 def print_metrics(metrics: dict, labels: list[str]) -> None:
@@ -149,10 +158,16 @@ def print_metrics(metrics: dict, labels: list[str]) -> None:
         ]
     console().print(table(f"Validation metrics ({metrics['n']} images)", ["metric", "value"], rows))
     pc = metrics["per_class"]
-    console().print(table(
-        "Per class", ["class", "precision", "recall", "support"],
-        [[lb, pct(pc[lb]["precision"]), pct(pc[lb]["recall"]), pc[lb]["support"]] for lb in labels],
-    ))
+    console().print(
+        table(
+            "Per class",
+            ["class", "precision", "recall", "support"],
+            [
+                [lb, pct(pc[lb]["precision"]), pct(pc[lb]["recall"]), pc[lb]["support"]]
+                for lb in labels
+            ],
+        )
+    )
 
 
 def finetune(opts: FinetuneOptions) -> FinetuneResult:
@@ -177,7 +192,9 @@ def _finetune(opts: FinetuneOptions) -> FinetuneResult:
         ds = load_dataset(opts.data, opts.valid_pct, split_seed, opts.valid_dir, progress=advance)
     _print_counts(ds)
     if positive is not None and positive not in ds.labels:
-        raise UserError(f"--positive {positive!r} is not a class: choose one of {', '.join(ds.labels)}")
+        raise UserError(
+            f"--positive {positive!r} is not a class: choose one of {', '.join(ds.labels)}"
+        )
 
     from edgeft import training  # imports torch and fastai
 
@@ -239,8 +256,13 @@ def _finetune(opts: FinetuneOptions) -> FinetuneResult:
         "schema_version": SCHEMA_VERSION,
         "labels": ds.labels,
         "num_classes": len(ds.labels),
-        "input": {"channels": 3, "height": pp.size[0], "width": pp.size[1], "dtype": "float32",
-                  "layout": "NCHW"},
+        "input": {
+            "channels": 3,
+            "height": pp.size[0],
+            "width": pp.size[1],
+            "dtype": "float32",
+            "layout": "NCHW",
+        },
         "preprocessing": pp.to_dict(),
         "model": {
             "arch": opts.arch,

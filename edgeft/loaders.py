@@ -44,8 +44,9 @@ def augmentations(preset: str) -> list:
     raise UserError(f"unknown --aug {preset!r}: use one of {', '.join(AUG_PRESETS)}")
 
 
-def make_dataloaders(ds: Dataset, pp: Preprocessing, batch_size: int, aug: str, balance: str,
-                     num_workers: int = 0):
+def make_dataloaders(
+    ds: Dataset, pp: Preprocessing, batch_size: int, aug: str, balance: str, num_workers: int = 0
+):
     """Build fastai ``DataLoaders`` (train shuffled by the global seed, valid in order)."""
     ensure_torchvision()
     from fastai.data.block import CategoryBlock, DataBlock

@@ -64,7 +64,10 @@ def classification_metrics(
     n = len(labels)
     pred = scores.argmax(axis=1)
     cm = confusion_matrix(pred, targets, n)
-    out: dict = {"n": int(len(targets)), "accuracy": float(np.mean(pred == targets)) if len(targets) else 0.0}
+    out: dict = {
+        "n": int(len(targets)),
+        "accuracy": float(np.mean(pred == targets)) if len(targets) else 0.0,
+    }
     out["error"] = 1.0 - out["accuracy"]
     if n >= 5:
         out["top5_accuracy"] = topk_accuracy(scores, targets, 5)
@@ -85,7 +88,11 @@ def classification_metrics(
         neg = 1 - pos
         tp, fn = int(cm[pos, pos]), int(cm[pos, neg])
         tn, fp = int(cm[neg, neg]), int(cm[neg, pos])
-        probs = scores if np.allclose(scores.sum(axis=1), 1.0, atol=1e-3) and scores.min() >= 0 else softmax(scores)
+        probs = (
+            scores
+            if np.allclose(scores.sum(axis=1), 1.0, atol=1e-3) and scores.min() >= 0
+            else softmax(scores)
+        )
         out["binary"] = {
             "positive": labels[pos],
             "sensitivity": tp / (tp + fn) if tp + fn else None,

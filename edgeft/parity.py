@@ -52,7 +52,9 @@ def tolerance_for(precision: str, overrides: dict | None = None) -> Tolerance:
     key = "int8" if "int8" in precision else "fp16" if "16" in precision else "fp32"
     tol = DEFAULT_TOLERANCES[key]
     if overrides:
-        tol = Tolerance(**{**tol.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+        tol = Tolerance(
+            **{**tol.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
     return tol
 
 
@@ -66,8 +68,9 @@ class LabelledImages:
     skipped: list[tuple[str, str]]
 
 
-def load_labelled(samples, labels: list[str], pp: Preprocessing, limit: int | None = None,
-                  progress=None) -> LabelledImages:
+def load_labelled(
+    samples, labels: list[str], pp: Preprocessing, limit: int | None = None, progress=None
+) -> LabelledImages:
     """Decode and preprocess ``(path, label)`` pairs; unreadable images are skipped and counted.
 
     Raises:
@@ -85,7 +88,9 @@ def load_labelled(samples, labels: list[str], pp: Preprocessing, limit: int | No
         if progress:
             progress()
     if not xs:
-        raise UserError(f"none of the {len(skipped)} labelled images could be read (e.g. {skipped[0][1] if skipped else '-'})")
+        raise UserError(
+            f"none of the {len(skipped)} labelled images could be read (e.g. {skipped[0][1] if skipped else '-'})"
+        )
     return LabelledImages(np.stack(xs), np.asarray(ys, dtype=np.int64), paths, skipped)
 
 
@@ -112,7 +117,9 @@ def fold_input(x: np.ndarray, pp: Preprocessing) -> np.ndarray:
     return x * std + mean
 
 
-def run_batches(runner, x: np.ndarray, batch_size: int = 32, pp: Preprocessing | None = None) -> np.ndarray:
+def run_batches(
+    runner, x: np.ndarray, batch_size: int = 32, pp: Preprocessing | None = None
+) -> np.ndarray:
     """Outputs of ``runner`` over normalised input ``x``; converts to 0..1 input when the
     runner's graph folds normalisation in (``runner.normalized_input`` is False)."""
     if not getattr(runner, "normalized_input", True):
@@ -123,8 +130,14 @@ def run_batches(runner, x: np.ndarray, batch_size: int = 32, pp: Preprocessing |
     return np.concatenate(outs).astype(np.float32)
 
 
-def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str],
-            out_kind: str = "logits", paths: list[str] | None = None) -> dict:
+def compare(
+    ref: np.ndarray,
+    out: np.ndarray,
+    targets: np.ndarray,
+    labels: list[str],
+    out_kind: str = "logits",
+    paths: list[str] | None = None,
+) -> dict:
     """Figures of ``out`` (a backend's outputs) against ``ref`` (FP32 reference logits).
 
     Args:
@@ -154,8 +167,13 @@ def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[
         if m.any():
             recall_change[label] = float(np.mean(p_out[m] == i) - np.mean(p_ref[m] == i))
     flipped = [
-        {"index": int(j), "path": paths[j] if paths else None, "label": labels[targets[j]],
-         "reference": labels[p_ref[j]], "prediction": labels[p_out[j]]}
+        {
+            "index": int(j),
+            "path": paths[j] if paths else None,
+            "label": labels[targets[j]],
+            "reference": labels[p_ref[j]],
+            "prediction": labels[p_out[j]],
+        }
         for j in np.flatnonzero(p_ref != p_out)
     ]
     return {
@@ -177,9 +195,13 @@ def breaches(figures: dict, tol: Tolerance) -> list[str]:
     """Human-readable list of the tolerances ``figures`` break (empty when within)."""
     out = []
     if figures["agreement"] < tol.min_agreement:
-        out.append(f"top-1 agreement {100 * figures['agreement']:.2f}% < {100 * tol.min_agreement:.2f}%")
+        out.append(
+            f"top-1 agreement {100 * figures['agreement']:.2f}% < {100 * tol.min_agreement:.2f}%"
+        )
     if figures["accuracy_drop_pp"] > tol.max_accuracy_drop + 1e-9:
-        out.append(f"accuracy drop {figures['accuracy_drop_pp']:.2f} pp > {tol.max_accuracy_drop:.2f} pp")
+        out.append(
+            f"accuracy drop {figures['accuracy_drop_pp']:.2f} pp > {tol.max_accuracy_drop:.2f} pp"
+        )
     if tol.max_abs_diff is not None and figures["max_abs_diff"] > tol.max_abs_diff:
         out.append(f"max |diff| {figures['max_abs_diff']:.2e} > {tol.max_abs_diff:.0e}")
     return out

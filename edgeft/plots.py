@@ -16,7 +16,9 @@ def pyplot():
     return plt
 
 
-def confusion_matrix_png(cm, labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+def confusion_matrix_png(
+    cm, labels: list[str], path: Path, title: str = "Confusion matrix"
+) -> Path:
     """Draw ``cm[true, predicted]`` with counts in the cells."""
     plt = pyplot()
     cm = np.asarray(cm)
@@ -30,8 +32,15 @@ def confusion_matrix_png(cm, labels: list[str], path: Path, title: str = "Confus
     thresh = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > thresh else "black")
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > thresh else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
@@ -51,7 +60,9 @@ def training_curves_png(history: list[dict], path: Path, title: str = "Training"
     ax1.legend()
     ax2.plot(epochs, [h.get("accuracy") for h in history], "o-", color="C2", label="accuracy")
     if any(h.get("top5_accuracy") is not None for h in history):
-        ax2.plot(epochs, [h.get("top5_accuracy") for h in history], "o--", color="C3", label="top-5")
+        ax2.plot(
+            epochs, [h.get("top5_accuracy") for h in history], "o--", color="C3", label="top-5"
+        )
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation accuracy")
     ax2.legend()

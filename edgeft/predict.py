@@ -41,8 +41,14 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
     return out
 
 
-def predict(bundle_path, inputs, top_k: int = 3, backend: str = "torch", batch_size: int = 32,
-            device: str = "cpu"):
+def predict(
+    bundle_path,
+    inputs,
+    top_k: int = 3,
+    backend: str = "torch",
+    batch_size: int = 32,
+    device: str = "cpu",
+):
     """Classify images with a bundle through one of its runners.
 
     Returns:

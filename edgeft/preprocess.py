@@ -30,7 +30,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgeft.errors import UserError
 
 RESIZE_METHODS = ("crop", "squish")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".ppm",
+    ".pgm",
+)
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
@@ -65,9 +76,13 @@ class Preprocessing:
         self.std = tuple(float(s) for s in self.std)
         self.value_range = tuple(float(v) for v in self.value_range)
         if self.resize not in RESIZE_METHODS:
-            raise UserError(f"unknown resize method {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}")
+            raise UserError(
+                f"unknown resize method {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}"
+            )
         if self.interpolation not in _RESAMPLE:
-            raise UserError(f"unknown interpolation {self.interpolation!r}: use one of {', '.join(_RESAMPLE)}")
+            raise UserError(
+                f"unknown interpolation {self.interpolation!r}: use one of {', '.join(_RESAMPLE)}"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -138,7 +153,9 @@ def resize_image(img: Image.Image, pp: Preprocessing) -> Image.Image:
     return img
 
 
-def image_to_input(img: Image.Image, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
+def image_to_input(
+    img: Image.Image, pp: Preprocessing, normalize: bool | None = None
+) -> np.ndarray:
     """Steps 2-5 for one RGB Pillow image: returns float32 ``(3, H, W)``.
 
     Args:

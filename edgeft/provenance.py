@@ -11,7 +11,17 @@ from pathlib import Path
 
 import edgeft
 
-PACKAGES = ("torch", "torchvision", "fastai", "timm", "numpy", "pillow", "onnx", "onnxruntime", "onnxruntime-gpu")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "fastai",
+    "timm",
+    "numpy",
+    "pillow",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+)
 
 
 def package_version(name: str) -> str | None:

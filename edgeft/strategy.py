@@ -59,7 +59,9 @@ def parse_strategy(value: str, n_body_groups: int = 4) -> Strategy:
     raise UserError(f"unknown --strategy {value!r}: use one of {', '.join(NAMES)}")
 
 
-def run_strategy(learn, strategy: Strategy, epochs: int, freeze_epochs: int, lr: float, lr_mult: float):
+def run_strategy(
+    learn, strategy: Strategy, epochs: int, freeze_epochs: int, lr: float, lr_mult: float
+):
     """Train ``learn`` (a fastai Learner whose splitter gives body groups + head) as
     ``strategy`` prescribes. Phases are recorded by the :class:`~edgeft.finetune` callbacks."""
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)

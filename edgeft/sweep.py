@@ -35,9 +35,18 @@ def plan_sweep(co, out, split_seed: int) -> list:
             for r in range(co.repeats):
                 strategy = f"freeze:{k}" if variant == "frozen" else "full"
                 name = f"sweep-k{k}-{variant}-r{r}"
-                opts = replace(base, strategy=strategy, freeze_epochs=0, seed=base.seed + r, split_seed=split_seed,
-                               out=out / "runs" / name, quiet=True, force=True, keep_pretrained_groups=k,
-                               pretrained=True)
+                opts = replace(
+                    base,
+                    strategy=strategy,
+                    freeze_epochs=0,
+                    seed=base.seed + r,
+                    split_seed=split_seed,
+                    out=out / "runs" / name,
+                    quiet=True,
+                    force=True,
+                    keep_pretrained_groups=k,
+                    pretrained=True,
+                )
                 runs.append(RunSpec(name, f"sweep:{variant}", r, opts, {"sweep": variant, "k": k}))
     return runs
 
@@ -48,10 +57,19 @@ def aggregate_sweep(results: list[dict]) -> dict:
     ks = sorted({r["extra"]["k"] for r in results if r.get("extra", {}).get("sweep")})
     for variant in rows:
         for k in ks:
-            accs = [r["accuracy"] for r in results if r.get("extra", {}).get("k") == k
-                    and r["extra"].get("sweep") in (variant, "scratch")]
+            accs = [
+                r["accuracy"]
+                for r in results
+                if r.get("extra", {}).get("k") == k
+                and r["extra"].get("sweep") in (variant, "scratch")
+            ]
             if accs:
-                rows[variant].append({"k": k, "accuracy_mean": float(np.mean(accs)),
-                                      "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-                                      "n": len(accs)})
+                rows[variant].append(
+                    {
+                        "k": k,
+                        "accuracy_mean": float(np.mean(accs)),
+                        "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                        "n": len(accs),
+                    }
+                )
     return {"groups": max(ks) if ks else 0, "variants": rows}

@@ -17,9 +17,9 @@ from edgeft.tvfix import ensure_torchvision
 
 ensure_torchvision()  # before fastai imports torchvision
 
+import fastai.callback.schedule  # noqa: E402,F401  (patches Learner.fit_one_cycle, fine_tune, lr_find)
 import torch  # noqa: E402
 from fastai.callback.core import Callback  # noqa: E402
-import fastai.callback.schedule  # noqa: E402,F401  (patches Learner.fit_one_cycle, fine_tune, lr_find)
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.learner import Learner, Recorder  # noqa: E402
 from fastai.losses import CrossEntropyLossFlat  # noqa: E402
@@ -66,7 +66,9 @@ class PhaseRecorder(Callback):
         n = len(self.opt.param_lists)
         frozen = self.opt.frozen_idx
         trainable = list(range(frozen, n))
-        name = "frozen" if trainable == [n - 1] else "unfrozen" if frozen == 0 else f"freeze:{frozen}"
+        name = (
+            "frozen" if trainable == [n - 1] else "unfrozen" if frozen == 0 else f"freeze:{frozen}"
+        )
         self.phase = {
             "name": name,
             "epochs": self.n_epoch,
@@ -84,7 +86,9 @@ class PhaseRecorder(Callback):
 
         for cb in self.learn.cbs:
             if isinstance(cb, ParamScheduler) and "lr" in cb.scheds:
-                grid = np.array([np.broadcast_to(cb.scheds["lr"](p), (n,)) for p in np.linspace(0, 1, 401)])
+                grid = np.array(
+                    [np.broadcast_to(cb.scheds["lr"](p), (n,)) for p in np.linspace(0, 1, 401)]
+                )
                 return [float(v) for v in grid.max(axis=0)]
         return [float(h["lr"]) for h in self.opt.hypers]
 
@@ -97,8 +101,10 @@ class PhaseRecorder(Callback):
     def after_fit(self):
         # LRs of groups that did not train in this phase are meaningless: report None.
         for key in ("lr_per_group", "lr_max_seen"):
-            self.phase[key] = [v if i in self.phase["trainable_groups"] else None
-                               for i, v in enumerate(self.phase[key])]
+            self.phase[key] = [
+                v if i in self.phase["trainable_groups"] else None
+                for i, v in enumerate(self.phase[key])
+            ]
 
     def before_epoch(self):
         self.t_epoch = time.perf_counter()
@@ -107,10 +113,17 @@ class PhaseRecorder(Callback):
         # final_record: this epoch's values without the epoch number and time string.
         names = [n for n in self.recorder.metric_names if n not in ("epoch", "time")]
         row = dict(zip(names, self.learn.final_record, strict=False))
-        entry = {"epoch": len(self.history) + 1, "phase": self.phase["name"],
-                 "seconds": time.perf_counter() - self.t_epoch}
-        for key, name in (("train_loss", "train_loss"), ("valid_loss", "valid_loss"),
-                          ("accuracy", "accuracy"), ("top5_accuracy", "top_k_accuracy")):
+        entry = {
+            "epoch": len(self.history) + 1,
+            "phase": self.phase["name"],
+            "seconds": time.perf_counter() - self.t_epoch,
+        }
+        for key, name in (
+            ("train_loss", "train_loss"),
+            ("valid_loss", "valid_loss"),
+            ("accuracy", "accuracy"),
+            ("top5_accuracy", "top_k_accuracy"),
+        ):
             if name in row and row[name] is not None:
                 entry[key] = float(row[name])
         self.history.append(entry)
@@ -137,9 +150,16 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path):
     if n_eval:
         cbs.append(FreezeEval(group_modules(model, opts.arch)[:n_eval]))
     learn = Learner(
-        dls, model, loss_func=CrossEntropyLossFlat(weight=weight), metrics=metrics,
-        splitter=lambda m: layer_groups(m, opts.arch), wd=opts.wd,
-        train_bn=(n_eval == 0), cbs=cbs, path=tmpdir, model_dir=".",
+        dls,
+        model,
+        loss_func=CrossEntropyLossFlat(weight=weight),
+        metrics=metrics,
+        splitter=lambda m: layer_groups(m, opts.arch),
+        wd=opts.wd,
+        train_bn=(n_eval == 0),
+        cbs=cbs,
+        path=tmpdir,
+        model_dir=".",
     )
     if opts.quiet:
         learn.remove_cb(ProgressCallback)
@@ -173,7 +193,9 @@ def train(opts, strategy, ds, pp, weights_src) -> dict:
         learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, PhaseRecorder)])
         with learn.no_bar():
             probs, targets = learn.get_preds(dl=learn.dls.valid)
-        trainable = [p for g in layer_groups(learn.model, opts.arch)[learn.opt.frozen_idx:] for p in g]
+        trainable = [
+            p for g in layer_groups(learn.model, opts.arch)[learn.opt.frozen_idx :] for p in g
+        ]
         wd = learn.wd if learn.wd is not None else learn.opt.hypers[0].get("wd")
     model = learn.model.eval().cpu()
     probs, targets = probs.numpy(), targets.numpy()
@@ -210,8 +232,12 @@ def save_files(tmp: Path, run: dict, ds, manifest: dict) -> None:
         paths=np.array([ds.rel(s.path) for s in ds.valid]),
     )
     title = f"{manifest['model']['arch']} · {manifest['training']['strategy']}"
-    plots.confusion_matrix_png(run["metrics"]["confusion_matrix"], ds.labels, tmp / "confusion_matrix.png",
-                               f"Confusion matrix (validation) · {title}")
+    plots.confusion_matrix_png(
+        run["metrics"]["confusion_matrix"],
+        ds.labels,
+        tmp / "confusion_matrix.png",
+        f"Confusion matrix (validation) · {title}",
+    )
     plots.training_curves_png(run["history"], tmp / "training_curves.png", title)
     manifest["files"] = {
         "split": "split.json",

@@ -63,10 +63,14 @@ def _tv_variants(spec: ArchSpec):
 
 
 def _looks_like_path(value: str) -> bool:
-    return os.sep in value or value.endswith((".pth", ".pt", ".bin", ".ckpt")) or Path(value).exists()
+    return (
+        os.sep in value or value.endswith((".pth", ".pt", ".bin", ".ckpt")) or Path(value).exists()
+    )
 
 
-def resolve_weights(arch: str, weights: str | None = None, offline: bool | None = None) -> WeightsSource:
+def resolve_weights(
+    arch: str, weights: str | None = None, offline: bool | None = None
+) -> WeightsSource:
     """Decide where ``arch``'s pretrained weights come from, downloading if needed.
 
     Args:
@@ -85,7 +89,9 @@ def resolve_weights(arch: str, weights: str | None = None, offline: bool | None 
     if weights and _looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise UserError(f"weights file {weights} does not exist: pass the path of a checkpoint file")
+            raise UserError(
+                f"weights file {weights} does not exist: pass the path of a checkpoint file"
+            )
         return WeightsSource("file", path=str(path.resolve()), sha256=sha256_file(path))
 
     cache = hub_checkpoint_dir()
@@ -97,12 +103,16 @@ def resolve_weights(arch: str, weights: str | None = None, offline: bool | None 
         chosen = [w for w in variants if w.name == weights or str(w) == weights]
         if not chosen:
             names = ", ".join(w.name for w in variants)
-            raise UserError(f"{arch} has no weights {weights!r}: choose one of {names}, or pass a file path")
+            raise UserError(
+                f"{arch} has no weights {weights!r}: choose one of {names}, or pass a file path"
+            )
         variants = chosen
     for w in variants:
         path = cache / os.path.basename(w.url)
         if path.is_file():
-            return WeightsSource("cache", tag=str(w), path=str(path), url=w.url, sha256=sha256_file(path))
+            return WeightsSource(
+                "cache", tag=str(w), path=str(path), url=w.url, sha256=sha256_file(path)
+            )
     want = variants[0]
     target = cache / os.path.basename(want.url)
     if not offline:
@@ -111,7 +121,13 @@ def resolve_weights(arch: str, weights: str | None = None, offline: bool | None 
 
             cache.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(want.url, str(target), hash_prefix=None, progress=True)
-            return WeightsSource("download", tag=str(want), path=str(target), url=want.url, sha256=sha256_file(target))
+            return WeightsSource(
+                "download",
+                tag=str(want),
+                path=str(target),
+                url=want.url,
+                sha256=sha256_file(target),
+            )
         except (OSError, RuntimeError) as exc:
             reason = f"download failed ({exc.__class__.__name__})"
     else:
@@ -129,7 +145,9 @@ def _resolve_timm(spec: ArchSpec, weights: str | None, cache: Path, offline: boo
         raise UserError(f"{spec.name} takes --weights as a file path only, not {weights!r}")
     path = cache / LITE0_CACHE_FILE
     if path.is_file():
-        return WeightsSource("cache", tag=LITE0_CACHE_FILE, path=str(path), sha256=sha256_file(path))
+        return WeightsSource(
+            "cache", tag=LITE0_CACHE_FILE, path=str(path), sha256=sha256_file(path)
+        )
     if not offline:
         # timm's own port of the same TensorFlow checkpoint, from the Hugging Face hub.
         return WeightsSource("timm-hub", tag=f"timm/{LITE0_TIMM_NAME}")
@@ -151,7 +169,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise UserError(f"cannot read weights file {path}: {str(exc).splitlines()[0][:160]}") from None
+        raise UserError(
+            f"cannot read weights file {path}: {str(exc).splitlines()[0][:160]}"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -174,11 +194,15 @@ def load_into(spec: ArchSpec, model, state_dict: dict, origin: str) -> None:
                 state_dict = map_lite_keys(state_dict)
             except ValueError as exc:
                 raise UserError(f"weights file {origin} does not fit {spec.name}: {exc}") from None
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(spec.ignore_keys or ("\0",))}
+    state_dict = {
+        k: v for k, v in state_dict.items() if not k.startswith(spec.ignore_keys or ("\0",))
+    }
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    wrong = [
+        k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
+    ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -187,7 +211,9 @@ def load_into(spec: ArchSpec, model, state_dict: dict, origin: str) -> None:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise UserError(
             f"weights file {origin} does not fit {spec.name}: {', '.join(parts)}; pass a checkpoint "
             f"of {spec.name} or the --arch it was trained as"

@@ -45,20 +45,33 @@ IMAGENETTE_TO_IMAGENET = {
 def needs_assets(*paths: Path):
     """Skip unless every path exists under the shared assets."""
     missing = [p for p in paths if not p.exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"real assets absent: {missing[0] if missing else ''} "
-                              "(set EDGEFT_ASSETS to the shared assets folder)")
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"real assets absent: {missing[0] if missing else ''} "
+        "(set EDGEFT_ASSETS to the shared assets folder)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     """Skip hardware-marked tests where the hardware is absent, with the reason."""
     probes = {
         "gpu": _gpu_reason,
-        "tensorrt": lambda: None if importlib.util.find_spec("tensorrt") else "tensorrt is not installed",
-        "rtx": lambda: None if importlib.util.find_spec("tensorrt_rtx") else
-        "tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13)",
-        "jetson": lambda: None if Path("/etc/nv_tegra_release").exists() else "not an NVIDIA Jetson",
-        "ssh": lambda: None if shutil.which("sshd") or Path("/usr/sbin/sshd").exists() else
-        "OpenSSH server not installed (apt-get install openssh-server)",
+        "tensorrt": lambda: (
+            None if importlib.util.find_spec("tensorrt") else "tensorrt is not installed"
+        ),
+        "rtx": lambda: (
+            None
+            if importlib.util.find_spec("tensorrt_rtx")
+            else "tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13)"
+        ),
+        "jetson": lambda: (
+            None if Path("/etc/nv_tegra_release").exists() else "not an NVIDIA Jetson"
+        ),
+        "ssh": lambda: (
+            None
+            if shutil.which("sshd") or Path("/usr/sbin/sshd").exists()
+            else "OpenSSH server not installed (apt-get install openssh-server)"
+        ),
     }
     cache: dict[str, str | None] = {}
     for item in items:
@@ -107,12 +120,23 @@ def use_hub_weights(hub_with_weights, monkeypatch):
     return hub_with_weights
 
 
-def make_color_dataset(root: Path, n_per_class: int = 8, size: int = 40, seed: int = 0,
-                       classes=("red", "green", "blue")) -> Path:
+def make_color_dataset(
+    root: Path,
+    n_per_class: int = 8,
+    size: int = 40,
+    seed: int = 0,
+    classes=("red", "green", "blue"),
+) -> Path:
     """Tiny colour-separable images: each class is noise around one primary colour."""
     rng = np.random.default_rng(seed)
-    base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200),
-            "yellow": (200, 200, 30), "cyan": (30, 200, 200), "magenta": (200, 30, 200)}
+    base = {
+        "red": (200, 30, 30),
+        "green": (30, 200, 30),
+        "blue": (30, 30, 200),
+        "yellow": (200, 200, 30),
+        "cyan": (30, 200, 200),
+        "magenta": (200, 30, 200),
+    }
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
@@ -130,8 +154,14 @@ def run_cli(*args, env=None, timeout=600, cwd=None):
     """Run ``edgeft`` in a subprocess; returns the CompletedProcess (text)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgeft.cli", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeft.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def assert_one_line_error(proc, code=2, contains=None):
@@ -160,8 +190,17 @@ def eurosat_bundle(tmp_path_factory, hub_with_weights):
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(hub_with_weights)
     try:
-        finetune(FinetuneOptions(data=EUROSAT, arch="mobilenet_v2", out=out, size=(64, 64), epochs=1,
-                                 freeze_epochs=1, quiet=True))
+        finetune(
+            FinetuneOptions(
+                data=EUROSAT,
+                arch="mobilenet_v2",
+                out=out,
+                size=(64, 64),
+                epochs=1,
+                freeze_epochs=1,
+                quiet=True,
+            )
+        )
     finally:
         if old is None:
             os.environ.pop("TORCH_HOME", None)

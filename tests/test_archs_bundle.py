@@ -25,8 +25,19 @@ def test_arch_trains_saves_and_predicts(arch, tiny, tmp_path, hub_with_weights, 
     pretrained = arch in REAL_WEIGHTS and REAL_WEIGHTS[arch].exists()
     if pretrained:
         monkeypatch.setenv("TORCH_HOME", str(hub_with_weights))  # resolved through the hub cache
-    res = finetune(FinetuneOptions(data=tiny, arch=arch, out=tmp_path / "b", strategy="full", epochs=1,
-                                   size=(64, 64), batch_size=8, quiet=True, pretrained=pretrained))
+    res = finetune(
+        FinetuneOptions(
+            data=tiny,
+            arch=arch,
+            out=tmp_path / "b",
+            strategy="full",
+            epochs=1,
+            size=(64, 64),
+            batch_size=8,
+            quiet=True,
+            pretrained=pretrained,
+        )
+    )
     rec = res.training
     assert rec["history"] and rec["history"][0]["train_loss"] > 0  # at least one batch trained
     assert (rec["pretrained"] is not None) == pretrained
@@ -38,16 +49,34 @@ def test_arch_trains_saves_and_predicts(arch, tiny, tmp_path, hub_with_weights, 
 
 
 def test_predict_never_imports_fastai(tmp_path, tiny):
-    res = finetune(FinetuneOptions(data=tiny, arch="resnet18", out=tmp_path / "b", strategy="full", epochs=1,
-                                   size=(32, 32), batch_size=8, quiet=True, pretrained=False))
+    res = finetune(
+        FinetuneOptions(
+            data=tiny,
+            arch="resnet18",
+            out=tmp_path / "b",
+            strategy="full",
+            epochs=1,
+            size=(32, 32),
+            batch_size=8,
+            quiet=True,
+            pretrained=False,
+        )
+    )
     code = (
         "import sys; sys.modules['fastai'] = None\n"  # any fastai import now fails
         "from edgeft.cli import main; main()"
     )
     import subprocess
 
-    p = subprocess.run([sys.executable, "-c", code, "predict", str(res.bundle), str(tiny / "blue"), "--json"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", code, "predict", str(res.bundle), str(tiny / "blue"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
-    assert len(p.stdout.splitlines()) == 4 and "label" in json.loads(p.stdout.splitlines()[0])["top"][0]
+    assert (
+        len(p.stdout.splitlines()) == 4
+        and "label" in json.loads(p.stdout.splitlines()[0])["top"][0]
+    )
     assert run_cli("predict", res.bundle, tmp_path / "missing.png").returncode == 2

@@ -19,8 +19,17 @@ from tests.conftest import MOBILENET_V2_WEIGHTS, make_color_dataset, needs_asset
 
 
 def _base(data, tmp_path, **kw):
-    return FinetuneOptions(data=data, arch="mobilenet_v2", out=tmp_path / "unused", epochs=2, size=(32, 32),
-                           batch_size=8, quiet=True, weights=str(MOBILENET_V2_WEIGHTS), **kw)
+    return FinetuneOptions(
+        data=data,
+        arch="mobilenet_v2",
+        out=tmp_path / "unused",
+        epochs=2,
+        size=(32, 32),
+        batch_size=8,
+        quiet=True,
+        weights=str(MOBILENET_V2_WEIGHTS),
+        **kw,
+    )
 
 
 @needs_assets(MOBILENET_V2_WEIGHTS)
@@ -32,21 +41,31 @@ def test_same_seed_same_split_and_metrics(tmp_path):
         opts.out = tmp_path / f"b{i}"
         runs.append(finetune(opts))
     a, b, c = runs
-    assert a.training["data"]["fingerprint"] == b.training["data"]["fingerprint"] == c.training["data"]["fingerprint"]
+    assert (
+        a.training["data"]["fingerprint"]
+        == b.training["data"]["fingerprint"]
+        == c.training["data"]["fingerprint"]
+    )
     ref_a, ref_b = np.load(a.bundle / "reference.npz"), np.load(b.bundle / "reference.npz")
     assert np.abs(ref_a["probs"] - ref_b["probs"]).max() <= 1e-6
     assert abs(a.metrics["accuracy"] - b.metrics["accuracy"]) <= 1e-6
     for key in ("train_loss", "valid_loss"):
-        assert [h[key] for h in a.training["history"]] == pytest.approx([h[key] for h in b.training["history"]], abs=1e-6)
+        assert [h[key] for h in a.training["history"]] == pytest.approx(
+            [h[key] for h in b.training["history"]], abs=1e-6
+        )
     wa, wc = torch.load(a.bundle / "weights.pt"), torch.load(c.bundle / "weights.pt")
-    assert any(not torch.equal(wa[k], wc[k]) for k in wa if wa[k].is_floating_point())  # other seed, other run
+    assert any(
+        not torch.equal(wa[k], wc[k]) for k in wa if wa[k].is_floating_point()
+    )  # other seed, other run
 
 
 @needs_assets(MOBILENET_V2_WEIGHTS)
 def test_compare_table_reports_and_resume(tmp_path, capsys):
     data = make_color_dataset(tmp_path / "d", n_per_class=8, size=32)
     out = tmp_path / "cmp"
-    co = CompareOptions(base=_base(data, tmp_path), strategies=["scratch", "head", "discriminative"], repeats=2)
+    co = CompareOptions(
+        base=_base(data, tmp_path), strategies=["scratch", "head", "discriminative"], repeats=2
+    )
     s = run_compare(co, out)
     assert [r["strategy"] for r in s["strategies"]] == ["scratch", "head", "discriminative"]
     assert all(r["repeats"] == 2 for r in s["strategies"])
@@ -54,7 +73,9 @@ def test_compare_table_reports_and_resume(tmp_path, capsys):
     head = next(r for r in s["strategies"] if r["strategy"] == "head")
     assert head["trainable_params"] < head["total_params"]
     disc = [r for r in s["runs"] if r["group"] == "discriminative"]
-    assert all(len(r["curve"]) == 2 for r in disc)  # 1 frozen + 1 unfrozen = the same 2-epoch budget
+    assert all(
+        len(r["curve"]) == 2 for r in disc
+    )  # 1 frozen + 1 unfrozen = the same 2-epoch budget
     for f in ("compare.json", "compare.md", "compare.png"):
         assert (out / f).is_file()
     assert "Recommendation" in (out / "compare.md").read_text()
@@ -72,9 +93,28 @@ def test_compare_table_reports_and_resume(tmp_path, capsys):
 def test_killed_compare_finishes_only_what_is_missing(tmp_path):
     data = make_color_dataset(tmp_path / "d", n_per_class=8, size=32)
     out = tmp_path / "cmp"
-    args = [sys.executable, "-m", "edgeft.cli", "compare", "--data", str(data), "--arch", "mobilenet_v2", "--out",
-            str(out), "--strategies", "head,full,scratch", "--epochs", "2", "--size", "32", "--batch-size", "8",
-            "--weights", str(MOBILENET_V2_WEIGHTS)]
+    args = [
+        sys.executable,
+        "-m",
+        "edgeft.cli",
+        "compare",
+        "--data",
+        str(data),
+        "--arch",
+        "mobilenet_v2",
+        "--out",
+        str(out),
+        "--strategies",
+        "head,full,scratch",
+        "--epochs",
+        "2",
+        "--size",
+        "32",
+        "--batch-size",
+        "8",
+        "--weights",
+        str(MOBILENET_V2_WEIGHTS),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "runs" / "head-r0" / "result.json"
     deadline = time.time() + 300
@@ -97,9 +137,27 @@ def test_killed_compare_finishes_only_what_is_missing(tmp_path):
 
 def test_recommendation_is_grounded_in_the_numbers():
     rows = [
-        {"strategy": "scratch", "accuracy_mean": 0.40, "accuracy_std": 0.01, "train_seconds_mean": 100, "repeats": 2},
-        {"strategy": "head", "accuracy_mean": 0.88, "accuracy_std": 0.005, "train_seconds_mean": 30, "repeats": 2},
-        {"strategy": "full", "accuracy_mean": 0.921, "accuracy_std": 0.004, "train_seconds_mean": 100, "repeats": 2},
+        {
+            "strategy": "scratch",
+            "accuracy_mean": 0.40,
+            "accuracy_std": 0.01,
+            "train_seconds_mean": 100,
+            "repeats": 2,
+        },
+        {
+            "strategy": "head",
+            "accuracy_mean": 0.88,
+            "accuracy_std": 0.005,
+            "train_seconds_mean": 30,
+            "repeats": 2,
+        },
+        {
+            "strategy": "full",
+            "accuracy_mean": 0.921,
+            "accuracy_std": 0.004,
+            "train_seconds_mean": 100,
+            "repeats": 2,
+        },
     ]
     text = recommendation(rows)
     assert text.startswith("full fine-tune is best here (92.1%) by 4.1 points over head-only")
@@ -111,9 +169,12 @@ def test_recommendation_is_grounded_in_the_numbers():
 
 def test_bad_compare_options(tmp_path):
     data = make_color_dataset(tmp_path / "d")
-    for args, msg in ((["--strategies", "head,head"], "twice"), (["--repeats", "0"], "--repeats"),
-                      (["--strategies", "warp"], "unknown --strategy"),
-                      (["--epochs", "1", "--strategies", "discriminative"], "at least 2")):
+    for args, msg in (
+        (["--strategies", "head,head"], "twice"),
+        (["--repeats", "0"], "--repeats"),
+        (["--strategies", "warp"], "unknown --strategy"),
+        (["--epochs", "1", "--strategies", "discriminative"], "at least 2"),
+    ):
         p = run_cli("compare", "--data", data, "--arch", "resnet18", "--out", tmp_path / "o", *args)
         assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr, p.stderr
 

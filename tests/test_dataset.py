@@ -56,14 +56,17 @@ def test_corrupt_and_non_image_files_are_skipped_with_a_count(tmp_path):
     assert len(ds.train) + len(ds.valid) == 12
 
 
-@pytest.mark.parametrize("case,message", [
-    ("missing", "does not exist"),
-    ("empty", "holds no class folders"),
-    ("one_class", "only one class"),
-    ("empty_class", "holds no files"),
-    ("all_corrupt", "no readable images"),
-    ("class_all_corrupt", "has no readable images"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "does not exist"),
+        ("empty", "holds no class folders"),
+        ("one_class", "only one class"),
+        ("empty_class", "holds no files"),
+        ("all_corrupt", "no readable images"),
+        ("class_all_corrupt", "has no readable images"),
+    ],
+)
 def test_bad_data_gives_one_clear_error(tmp_path, case, message):
     root = tmp_path / "d"
     if case == "empty":

@@ -43,9 +43,20 @@ def test_weighted_loss(tmp_path):
     ds = _imbalanced(tmp_path)
     w = class_weights(ds)
     assert torch.allclose(w, torch.tensor([40 / (3 * 4), 40 / (3 * 4), 40 / (3 * 32)]))
-    res = finetune(FinetuneOptions(data=ds.root, arch="resnet18", out=tmp_path / "b", pretrained=False,
-                                   strategy="full", epochs=1, size=(32, 32), batch_size=8, quiet=True,
-                                   balance="weights"))
+    res = finetune(
+        FinetuneOptions(
+            data=ds.root,
+            arch="resnet18",
+            out=tmp_path / "b",
+            pretrained=False,
+            strategy="full",
+            epochs=1,
+            size=(32, 32),
+            batch_size=8,
+            quiet=True,
+            balance="weights",
+        )
+    )
     assert res.training["balance"] == "weights"
 
 
@@ -83,4 +94,6 @@ def test_default_aug_changes_colour_dihedral_does_not(tmp_path):
     plain.train.rng.seed(3)
     x, _ = plain.train.one_batch()
     assert torch.allclose(means["dihedral"], x.mean(dim=(1, 2, 3)), atol=1e-4)
-    assert not torch.allclose(means["default"], x.mean(dim=(1, 2, 3)), atol=1e-3)  # brightness/contrast
+    assert not torch.allclose(
+        means["default"], x.mean(dim=(1, 2, 3)), atol=1e-3
+    )  # brightness/contrast

@@ -24,7 +24,9 @@ def test_default_head_is_fastais_create_head():
     theirs.eval()
     x = torch.randn(4, 64, 3, 3)
     assert torch.allclose(ours(x), theirs(x), atol=1e-6)
-    assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in theirs] or len(ours) == len(theirs)
+    assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in theirs] or len(
+        ours
+    ) == len(theirs)
 
 
 def test_head_kinds():
@@ -50,7 +52,9 @@ def test_body_channels_and_groups(arch):
     body = cut_body(spec, build_full_model(spec))
     starts = [a for a, _ in spec.groups]
     stops = [b for _, b in spec.groups]
-    assert starts[0] == 0 and stops[-1] == len(body) and starts[1:] == stops[:-1], "groups must tile the body"
+    assert starts[0] == 0 and stops[-1] == len(body) and starts[1:] == stops[:-1], (
+        "groups must tile the body"
+    )
     body.eval()
     with torch.no_grad():
         feats = body(torch.randn(1, 3, 64, 64))

@@ -18,8 +18,13 @@ def fastai_valid_input(path, pp: Preprocessing) -> np.ndarray:
     from edgeft.dataset import Dataset, Sample
     from edgeft.loaders import make_dataloaders
 
-    ds = Dataset(root=path.parent, layout="test", labels=["a", "b"],
-                 train=[Sample(path, "a"), Sample(path, "b")], valid=[Sample(path, "a")])
+    ds = Dataset(
+        root=path.parent,
+        layout="test",
+        labels=["a", "b"],
+        train=[Sample(path, "a"), Sample(path, "b")],
+        valid=[Sample(path, "a")],
+    )
     dls = make_dataloaders(ds, pp, batch_size=2, aug="none", balance="none")
     xb, _ = dls.valid.one_batch()
     return xb[0].cpu().numpy()
@@ -37,8 +42,10 @@ def _synthetic(tmp_path, w, h, mode="RGB", seed=0):
 
 
 @pytest.mark.parametrize("resize", ["crop", "squish"])
-@pytest.mark.parametrize("wh,size", [((100, 60), (48, 48)), ((60, 100), (32, 40)), ((64, 64), (128, 128)),
-                                     ((33, 77), (50, 30))])
+@pytest.mark.parametrize(
+    "wh,size",
+    [((100, 60), (48, 48)), ((60, 100), (32, 40)), ((64, 64), (128, 128)), ((33, 77), (50, 30))],
+)
 def test_matches_fastai_validation_transform_synthetic(tmp_path, resize, wh, size):
     p = _synthetic(tmp_path, *wh)
     pp = Preprocessing(size=size, resize=resize, **IMAGENET)
@@ -52,7 +59,10 @@ def test_matches_fastai_validation_transform_synthetic(tmp_path, resize, wh, siz
 @pytest.mark.parametrize("size", [(128, 128), (96, 160)])
 def test_matches_fastai_on_real_images(size):
     pp = Preprocessing(size=size, resize="crop", **IMAGENET)
-    paths = sorted((EUROSAT / "Forest").glob("*.jpg"))[:3] + sorted((CHEST / "test" / "NORMAL").glob("*.jpeg"))[:3]
+    paths = (
+        sorted((EUROSAT / "Forest").glob("*.jpg"))[:3]
+        + sorted((CHEST / "test" / "NORMAL").glob("*.jpeg"))[:3]
+    )
     for p in paths:
         assert np.abs(preprocess(p, pp) - fastai_valid_input(p, pp)).max() < 1e-5, p
 
@@ -68,7 +78,9 @@ def test_crop_box_is_centred_largest_crop():
 def test_greyscale_rgba_and_16bit(tmp_path):
     grey = Image.fromarray(np.full((10, 10), 100, np.uint8), "L")
     assert np.asarray(to_rgb(grey))[0, 0].tolist() == [100, 100, 100]
-    rgba = Image.fromarray(np.dstack([np.full((10, 10, 3), 50, np.uint8), np.zeros((10, 10), np.uint8)]), "RGBA")
+    rgba = Image.fromarray(
+        np.dstack([np.full((10, 10, 3), 50, np.uint8), np.zeros((10, 10), np.uint8)]), "RGBA"
+    )
     assert np.asarray(to_rgb(rgba))[0, 0].tolist() == [50, 50, 50]  # alpha dropped, colour kept
     arr16 = np.full((10, 10), 51400, np.uint16)  # 200 * 257
     p = tmp_path / "x16.png"

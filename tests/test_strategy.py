@@ -17,9 +17,19 @@ ARCH = "mobilenet_v2"
 def _initial_and_final(tmp_path, strategy, **kw):
     """Fine-tune on tiny data and return (weights at start, weights at end, record)."""
     data = make_color_dataset(tmp_path / "data", n_per_class=6, size=32)
-    opts = FinetuneOptions(data=data, arch=ARCH, out=tmp_path / "b", strategy=strategy, epochs=1,
-                           freeze_epochs=1, size=(32, 32), batch_size=8, quiet=True,
-                           weights=str(MOBILENET_V2_WEIGHTS), **kw)
+    opts = FinetuneOptions(
+        data=data,
+        arch=ARCH,
+        out=tmp_path / "b",
+        strategy=strategy,
+        epochs=1,
+        freeze_epochs=1,
+        size=(32, 32),
+        batch_size=8,
+        quiet=True,
+        weights=str(MOBILENET_V2_WEIGHTS),
+        **kw,
+    )
     from edgeft.weights import WeightsSource, pretrained_full_model
 
     torch.manual_seed(0)
@@ -42,7 +52,9 @@ def _body_group_keys(k):
 def test_head_leaves_every_backbone_tensor_bit_identical(tmp_path):
     start, end, rec = _initial_and_final(tmp_path, "head")
     for k, v in start.items():
-        assert torch.equal(end["0." + k], v), f"backbone {k} changed"  # parameters and BN statistics
+        assert torch.equal(end["0." + k], v), (
+            f"backbone {k} changed"
+        )  # parameters and BN statistics
     assert rec["phases"][0]["trainable_groups"] == [4]
     head_params = sum(p.numel() for p in build_model(ARCH, 3)[1].parameters())
     assert rec["params"]["trainable"] == head_params
@@ -76,8 +88,20 @@ def test_freeze_k_leaves_exactly_the_first_k_groups_unchanged(tmp_path, k):
 
 def test_full_trains_every_group_at_one_lr(tmp_path):
     data = make_color_dataset(tmp_path / "data", n_per_class=6, size=32)
-    res = finetune(FinetuneOptions(data=data, arch="resnet18", out=tmp_path / "b", strategy="full", epochs=1,
-                                   size=(32, 32), batch_size=8, quiet=True, pretrained=False, lr=1e-3))
+    res = finetune(
+        FinetuneOptions(
+            data=data,
+            arch="resnet18",
+            out=tmp_path / "b",
+            strategy="full",
+            epochs=1,
+            size=(32, 32),
+            batch_size=8,
+            quiet=True,
+            pretrained=False,
+            lr=1e-3,
+        )
+    )
     (phase,) = res.training["phases"]
     assert phase["trainable_groups"] == [0, 1, 2, 3, 4]
     assert len(set(phase["lr_per_group"])) == 1 and phase["lr_per_group"][0] == pytest.approx(1e-3)
@@ -91,8 +115,20 @@ def test_bad_strategy(bad):
 
 def test_lr_auto_runs_lr_find_and_records_the_choice(tmp_path):
     data = make_color_dataset(tmp_path / "data", n_per_class=12, size=32)
-    res = finetune(FinetuneOptions(data=data, arch="resnet18", out=tmp_path / "b", strategy="full", epochs=1,
-                                   size=(32, 32), batch_size=8, quiet=True, pretrained=False, lr="auto"))
+    res = finetune(
+        FinetuneOptions(
+            data=data,
+            arch="resnet18",
+            out=tmp_path / "b",
+            strategy="full",
+            epochs=1,
+            size=(32, 32),
+            batch_size=8,
+            quiet=True,
+            pretrained=False,
+            lr="auto",
+        )
+    )
     rec = res.training
     assert rec["lr_source"] == "lr_find" and rec["lr"] == rec["lr_find"]["valley"] > 0
     assert rec["phases"][0]["lr_per_group"][-1] == pytest.approx(rec["lr"], rel=1e-3)

@@ -26,7 +26,9 @@ def test_cached_variant_is_found_in_torch_hub_cache(use_hub_weights):
     assert src.kind == "cache" and src.tag == "MobileNet_V2_Weights.IMAGENET1K_V1"
     assert src.path.endswith("mobilenet_v2-b0353104.pth")
     assert src.sha256.startswith("b0353104")  # torchvision's file names carry the hash prefix
-    assert resolve_weights("mobilenet_v2", "IMAGENET1K_V1", offline=True).tag.endswith("IMAGENET1K_V1")
+    assert resolve_weights("mobilenet_v2", "IMAGENET1K_V1", offline=True).tag.endswith(
+        "IMAGENET1K_V1"
+    )
 
 
 def test_offline_error_names_file_and_folder(torch_home):
@@ -71,7 +73,12 @@ def _imagenet_top1(arch, mean, std, per_class=25):
             xs.append(preprocess(f, pp))
             ys.append(idx)
     with torch.inference_mode():
-        pred = torch.cat([model(torch.from_numpy(np.stack(xs[i : i + 25]))).argmax(1) for i in range(0, len(xs), 25)])
+        pred = torch.cat(
+            [
+                model(torch.from_numpy(np.stack(xs[i : i + 25]))).argmax(1)
+                for i in range(0, len(xs), 25)
+            ]
+        )
     return float((pred.numpy() == np.array(ys)).mean()), src
 
 

@@ -34,8 +34,15 @@ class OnnxRunner(Runner):
     name = "onnx"
     artifact_name = "onnx"
 
-    def __init__(self, bundle, device: str = "cpu", threads: int | None = None, artifact: str | None = None,
-                 path=None, providers: list[str] | None = None):
+    def __init__(
+        self,
+        bundle,
+        device: str = "cpu",
+        threads: int | None = None,
+        artifact: str | None = None,
+        path=None,
+        providers: list[str] | None = None,
+    ):
         self.bundle, self.device, self.threads = bundle, device, threads
         self.artifact_name = artifact or self.artifact_name
         self.record = bundle.artifact(self.artifact_name) if path is None else {}
@@ -49,19 +56,27 @@ class OnnxRunner(Runner):
     def available(cls, bundle, device: str = "cpu") -> tuple[bool, str]:
         provs = available_providers()
         if not provs:
-            return False, "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu)"
+            return (
+                False,
+                "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu)",
+            )
         if cls.artifact_name not in bundle.artifacts:
             option = "--int8" if cls.artifact_name == "onnx-int8" else "--onnx"
             return False, f"bundle has no {cls.artifact_name} artifact (edgeft export {option})"
         if device in ("cuda", "jetson") and "CUDAExecutionProvider" not in provs:
-            return False, "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
+            return (
+                False,
+                "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)",
+            )
         return True, ""
 
     def activate(self) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UserError("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from None
+            raise UserError(
+                "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
+            ) from None
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
@@ -71,9 +86,13 @@ class OnnxRunner(Runner):
         wanted = self.providers or PROVIDERS.get(self.device, PROVIDERS["cpu"])
         providers = [p for p in wanted if p in have] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=so, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise UserError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}") from None
+            raise UserError(
+                f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -84,8 +103,12 @@ class OnnxRunner(Runner):
         self.session = None
 
     def describe(self) -> dict:
-        d = {"backend": self.name, "framework": "onnxruntime", "artifact": str(self.path),
-             "precision": self.record.get("precision", "fp32")}
+        d = {
+            "backend": self.name,
+            "framework": "onnxruntime",
+            "artifact": str(self.path),
+            "precision": self.record.get("precision", "fp32"),
+        }
         if self.session is not None:
             d["providers"] = self.session.get_providers()
         return d

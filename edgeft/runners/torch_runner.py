@@ -24,14 +24,20 @@ def load_torch_model(bundle):
 
     path = bundle.weights_path
     if not path.is_file():
-        raise UserError(f"bundle weights {path} are missing: the bundle is incomplete, re-run finetune")
+        raise UserError(
+            f"bundle weights {path} are missing: the bundle is incomplete, re-run finetune"
+        )
     model_rec = bundle.manifest["model"]
-    model = build_model(model_rec["arch"], int(model_rec["num_classes"]), model_rec.get("head", "fastai"))
+    model = build_model(
+        model_rec["arch"], int(model_rec["num_classes"]), model_rec.get("head", "fastai")
+    )
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise UserError(f"{path} does not fit {model_rec['arch']}: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"{path} does not fit {model_rec['arch']}: {str(exc).splitlines()[0]}"
+        ) from None
     return model.eval()
 
 
@@ -86,7 +92,12 @@ class TorchRunner(Runner):
         self.model = None
 
     def describe(self) -> dict:
-        return {"backend": self.name, "framework": "pytorch", "precision": self.precision, "device": self.device}
+        return {
+            "backend": self.name,
+            "framework": "pytorch",
+            "precision": self.precision,
+            "device": self.device,
+        }
 
 
 class TorchFP16Runner(TorchRunner):

@@ -1,0 +1,178 @@
+"""Helpers for the runtime and camera tests: tiny bundles with ONNX artifacts, lossless
+videos made from a bundle's validation images, and a local MJPEG stream server."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import make_color_dataset
+
+# sys.modules[name] = None makes `import name` raise ImportError: the runtime must not need these.
+BLOCK_HEAVY = "import sys\nfor _m in ('torch', 'torchvision', 'fastai', 'timm'):\n    sys.modules[_m] = None\n"
+
+
+def tiny_bundle(root: Path, classes=("red", "green", "blue"), n_per_class: int = 10) -> Path:
+    """A real (tiny) fine-tuned bundle: colour images, mobilenet_v2 from scratch, 32 px."""
+    from edgeft.finetune import FinetuneOptions, finetune
+
+    data = make_color_dataset(root / "data", n_per_class=n_per_class, classes=classes)
+    out = root / "bundle"
+    finetune(
+        FinetuneOptions(
+            data=data,
+            arch="mobilenet_v2",
+            out=out,
+            pretrained=False,
+            size=(32, 32),
+            epochs=1,
+            freeze_epochs=0,
+            strategy="full",
+            batch_size=8,
+            quiet=True,
+        )
+    )
+    return out
+
+
+def export_onnx(
+    bundle: Path, int8: bool = False, folded: bool = False, check: bool = False, onnx: bool = True
+) -> None:
+    """Add ONNX artifacts with `edgeft export`: ``onnx``; ``onnx-int8`` with ``int8``;
+    ``onnx-folded`` with ``folded``.
+
+    ``check=False`` skips export's parity gate: on the tiny test bundles (two validation
+    images per class) one flipped image is a 17-point drop, and parity is export's own test.
+    """
+    from tests.conftest import run_cli
+
+    flags = [] if check else ["--no-check"]
+    for extra in (
+        [] if onnx else None,
+        ["--int8"] if int8 else None,
+        ["--fold-normalize"] if folded else None,
+    ):
+        if extra is None:
+            continue
+        proc = run_cli("export", bundle, *extra, *flags, "--quiet")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def write_lossless_video(path: Path, images_rgb: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write RGB uint8 frames (all one size) as FFV1 in AVI and check they read back exactly.
+
+    FFV1 is lossless and ships with opencv-python-headless's FFmpeg; MJPG or mp4v would
+    change pixels (measured: up to 233 levels on noise) and so the predictions.
+    """
+    import cv2
+
+    h, w = images_rgb[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write FFV1 here"
+    for img in images_rgb:
+        writer.write(np.ascontiguousarray(img[..., ::-1]))
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    for i, img in enumerate(images_rgb):
+        ok, frame = cap.read()
+        assert ok and np.array_equal(frame[..., ::-1], img), f"frame {i} did not survive the codec"
+    cap.release()
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera on 127.0.0.1 (multipart/x-mixed-replace, as IP cameras serve),
+    which a test can stop (closing live connections) and start again on the same port."""
+
+    def __init__(self, port: int, size: int = 48, fps: float = 50.0):
+        self.port, self.size, self.fps = port, size, fps
+        self.httpd = None
+        self.alive = threading.Event()
+
+    def start(self) -> MjpegServer:
+        import cv2
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                while server.alive.is_set():
+                    img = np.full((server.size, server.size, 3), (i * 7) % 256, np.uint8)
+                    img[..., 2] = 200  # reddish
+                    ok, buf = cv2.imencode(".jpg", img)
+                    try:
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                            % len(buf)
+                            + buf.tobytes()
+                            + b"\r\n"
+                        )
+                    except OSError:
+                        return
+                    i += 1
+                    time.sleep(1.0 / server.fps)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def log_message(self, *args):
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.alive.set()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        self.alive.clear()  # ends the streaming handlers: clients see the stream drop
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+
+def camera_proc(*args, env=None) -> subprocess.Popen:
+    """Start `edgeft camera ...` in the background (text pipes)."""
+    import os
+
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgeft.cli", "camera", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
