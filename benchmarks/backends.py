@@ -3,11 +3,10 @@ helpers around a run (image cache, strict FP32 on CUDA)."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
-from pathlib import Path
 
+from edgeft.atomic import sha256_file  # noqa: F401  (re-exported for bench)
 from edgeft.errors import UserError
 
 #: Bench-only backends: another artifact through an existing runner.
@@ -63,14 +62,6 @@ def make_runner(name: str, bundle, device: str, threads: int | None):
     if threads and "threads" in inspect.signature(cls.__init__).parameters:
         kwargs["threads"] = threads
     return get_runner(base, bundle, **kwargs)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def strict_fp32_on_cuda() -> None:

@@ -45,20 +45,15 @@ __all__ = [
 
 def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides) -> tuple:
     """Ladder row of one activated backend, and what its latency measurement needs."""
-    from benchmarks.ladder import (
-        artifact_preprocessing,
-        backend_tolerance,
-        ladder_row,
-        runner_metadata,
-        tolerance_source,
-    )
+    from benchmarks.ladder import backend_tolerance, ladder_row, tolerance_source
     from benchmarks.latency import Target
+    from edgeft.bundle import artifact_preprocessing
     from edgeft.parity import compare, run_batches
 
     record = bundle.artifacts.get(ARTIFACT_OF.get(name, ""), None)
     desc = runner.describe()
     precision = str(desc.get("precision") or (record or {}).get("precision") or "fp32")
-    pp, pp_source, differs = artifact_preprocessing(bundle, record, runner_metadata(runner))
+    pp, pp_source, differs = artifact_preprocessing(bundle, record, runner.metadata())
     imgs = images.get(pp)
     # Decoding does not depend on mean/std, but a different resize could skip other images.
     if imgs.paths != ref_images.paths:

@@ -189,7 +189,7 @@ def main(argv=None) -> dict:
         a.backend,
         a.note,
     )
-    from edgeft.bundle import write_json_atomic
+    from edgeft.atomic import write_json_atomic
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(a.out, report)

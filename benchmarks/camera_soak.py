@@ -182,7 +182,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     report = soak(a.bundle, a.frames, size, a.warmup, a.backend, a.note)
-    from edgeft.bundle import write_json_atomic
+    from edgeft.atomic import write_json_atomic
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(a.out, report)

@@ -9,11 +9,9 @@ sibling folder that replaces ``--out`` only when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from edgeft.atomic import replace_dir
 from edgeft.console import console, table
 from edgeft.errors import UserError
 
@@ -264,26 +262,16 @@ def write_reports(report: dict, out: Path, extra_files=None) -> Path:
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder: choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         if extra_files:
             extra_files(tmp)
         from benchmarks.report_md import render_markdown
 
         (tmp / "report.md").write_text(render_markdown(report))
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return replace_dir(out, fill)
 
 
 def load_report(path: Path) -> dict:

@@ -215,7 +215,7 @@ class _Loop:
         summary = self.summary()
         self._print(summary)
         if self.opts.summary:
-            from edgeft.bundle import write_json_atomic
+            from edgeft.atomic import write_json_atomic
 
             write_json_atomic(Path(self.opts.summary), summary)
         return summary

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeft.atomic import replace_dir, write_json_atomic
 from edgeft.errors import UserError
 from edgeft.preprocess import Preprocessing
 
@@ -137,20 +136,6 @@ class Bundle:
         self.save_manifest()
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse an existing ``--out`` unless ``force``; fail early on an unwritable parent."""
     out = Path(out)
@@ -165,25 +150,50 @@ def check_out_dir(out: Path, force: bool) -> None:
 
 
 def write_bundle_dir(out: Path, fill: Callable[[Path], None], force: bool = False) -> Path:
-    """Create bundle folder ``out`` atomically.
-
-    ``fill(tmp_dir)`` writes every file into a hidden sibling folder; only when it returns
-    is the folder renamed to ``out`` (replacing an old one with ``force``). If it raises,
-    or the process is killed, no folder named ``out`` appears.
-    """
-    out = Path(out)
+    """Create bundle folder ``out`` atomically (see :func:`edgeft.atomic.replace_dir`):
+    ``fill(tmp_dir)`` writes every file; if it raises, or the process is killed, no folder
+    named ``out`` appears (and an old one, replaced with ``force``, stays as it was)."""
     check_out_dir(out, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        fill(tmp)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return replace_dir(out, fill)
+
+
+def onnx_metadata_preprocessing(metadata: dict | None) -> dict | None:
+    """The ``edgeft.preprocessing`` contract from ONNX ``metadata_props`` (JSON text) if any."""
+    value = (metadata or {}).get("edgeft.preprocessing")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def artifact_preprocessing(
+    bundle: Bundle, record: dict | None, metadata: dict | None = None
+) -> tuple[Preprocessing, str, list[str]]:
+    """The preprocessing a device applies for an artifact: the contract the artifact itself
+    carries (its record's ``preprocessing``, else the ``edgeft.preprocessing`` entry of the
+    ONNX file's metadata, see :meth:`edgeft.runners.base.Runner.metadata`), else the
+    bundle's. Bench and the runtime both use this, so a wrong record shows up in bench as
+    the accuracy drop a device would see.
+
+    Returns:
+        ``(pp, source, differs)``: the contract with mean/std normalisation applied
+        (folded graphs get it undone by :func:`edgeft.parity.run_batches`, and the runtime
+        skips it for them), where it came from (``"artifact record"``, ``"ONNX metadata"``
+        or ``"bundle"``), and the fields in which it differs from the bundle's.
+    """
+    base = bundle.preprocessing
+    own, source = (record or {}).get("preprocessing"), "artifact record"
+    if not isinstance(own, dict):
+        own, source = onnx_metadata_preprocessing(metadata), "ONNX metadata"
+    if not isinstance(own, dict):
+        return base, "bundle", []
+    own = {k: v for k, v in own.items() if k != "normalize_in_graph"}  # the record says that
+    merged = Preprocessing.from_dict({**base.to_dict(), **own})
+    differs = [
+        k
+        for k in ("size", "mean", "std", "resize", "interpolation", "channel_order", "value_range")
+        if getattr(merged, k) != getattr(base, k)
+    ]
+    return merged, source, differs

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.bundle import write_json_atomic
+from edgeft.atomic import write_json_atomic
 from edgeft.console import console, quiet_if
 from edgeft.errors import UserError
 from edgeft.finetune import FinetuneOptions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeft.bundle import write_json_atomic
+from edgeft.atomic import write_json_atomic
 from edgeft.console import console, table
 
 

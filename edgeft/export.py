@@ -23,10 +23,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeft.atomic import sha256_file
 from edgeft.bundle import Bundle
 from edgeft.console import console
 from edgeft.errors import ParityError, UserError
-from edgeft.export_context import FILES, ExportContext, sha256_file
+from edgeft.export_context import FILES, ExportContext
 from edgeft.export_record import summary_table
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")

@@ -38,12 +38,16 @@ class Tolerance:
         return asdict(self)
 
 
-# FP32 must match to float error (issue: 100% agreement, |logit diff| <= 1e-4). Reduced
-# precisions are judged on answers, not logits.
+# FP32 must match to float error (100% agreement, |logit diff| <= 1e-4). Reduced precisions
+# are judged on answers, not logits: mainly the accuracy drop, with an agreement floor.
+# INT8's floor is 90%: on 400 EuroSAT images the agreement of good INT8 models moved between
+# 93.5% and 96.75% with the number of float layers while the drop stayed within 1 point, and
+# a 95% floor made export's float fallback chase that noise (12 layers kept in float).
+# Export and bench share these defaults, so bench never fails what export just passed.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(min_agreement=1.0, max_accuracy_drop=0.0, max_abs_diff=1e-4),
     "fp16": Tolerance(min_agreement=0.99, max_accuracy_drop=0.5),
-    "int8": Tolerance(min_agreement=0.95, max_accuracy_drop=1.0),
+    "int8": Tolerance(min_agreement=0.90, max_accuracy_drop=1.0),
 }
 
 

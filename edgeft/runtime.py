@@ -32,15 +32,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeft.bundle import Bundle
+from edgeft.bundle import Bundle, artifact_preprocessing
 from edgeft.errors import UserError
 from edgeft.frameprep import FramePrep
+from edgeft.metrics import softmax
 
 __all__ = ["Classification", "Classifier", "FramePrep", "candidates", "resolve_backend"]
 
 # Runners whose ``infer`` may run in several threads at once (onnxruntime documents
 # InferenceSession.run as thread-safe); others get a lock.
 _CONCURRENT = {"onnx", "onnx-int8", "onnx-folded"}
+# Backend name -> artifact name, where they differ.
+_ARTIFACT = {"torch": None}
 # Artifact names that run through another backend's runner.
 _ALIASES = {"onnx-folded": ("onnx", {"artifact": "onnx-folded"})}
 BACKEND_CHOICES = ("auto", "trt-int8", "trt-fp16", "onnx-int8", "onnx", "onnx-folded", "torch")
@@ -84,14 +87,6 @@ class Classification:
 
     def to_dict(self) -> dict:
         return {"top": [{"label": lb, "prob": round(p, 6)} for lb, p in self.top]}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax (float64, stable), as ``edgeft.metrics.softmax``."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _gpu_present() -> tuple[bool, str]:
@@ -211,7 +206,10 @@ class Classifier:
         self.backend = backend
         self.device = device
         self.runner = runner
-        self.prep = FramePrep(bundle.preprocessing, normalize=runner.normalized_input)
+        # The artifact's own contract (record, else ONNX metadata), as bench measured it.
+        record = bundle.artifacts.get(_ARTIFACT.get(backend, backend))
+        self.preprocessing, _, _ = artifact_preprocessing(bundle, record, runner.metadata())
+        self.prep = FramePrep(self.preprocessing, normalize=runner.normalized_input)
         self._probs_out = getattr(runner, "output", "logits") == "probs"
         self._lock = None if backend in _CONCURRENT else threading.Lock()
 

@@ -27,13 +27,14 @@ from fastai.metrics import accuracy, top_k_accuracy  # noqa: E402
 from fastai.torch_core import default_device, set_seed  # noqa: E402
 
 from edgeft import plots  # noqa: E402
+from edgeft.atomic import sha256_file  # noqa: E402
 from edgeft.console import console  # noqa: E402
 from edgeft.loaders import class_weights, make_dataloaders  # noqa: E402
 from edgeft.metrics import classification_metrics  # noqa: E402
 from edgeft.model import build_model, group_modules, layer_groups, reinit_groups  # noqa: E402
 from edgeft.provenance import provenance  # noqa: E402
 from edgeft.strategy import frozen_eval, run_strategy  # noqa: E402
-from edgeft.weights import pretrained_full_model, sha256_file  # noqa: E402
+from edgeft.weights import pretrained_full_model  # noqa: E402
 
 
 class FreezeEval(Callback):

@@ -14,12 +14,12 @@ Checkpoints in the ``efficientnet-lite-pytorch`` key layout are mapped to timm's
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeft.archs import ArchSpec, get_arch
+from edgeft.atomic import sha256_file
 from edgeft.errors import UserError
 
 
@@ -42,15 +42,6 @@ def hub_checkpoint_dir() -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tv_variants(spec: ArchSpec):

@@ -31,14 +31,13 @@ Per-version API, following NVIDIA's docs
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
+from edgeft.atomic import sha256_file, write_bytes_atomic
 from exporters.tensorrt_calib import make_entropy_calibrator, read_cache, rebatch
 from exporters.tensorrt_device import describe_device
 from exporters.tensorrt_env import (
@@ -242,27 +241,6 @@ def _set_precision(trt, info, builder, config, mode, chw, name, summary, calib):
     return record, calibrator
 
 
-def _atomic_write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_engine(
     onnx_path,
     engine_path,
@@ -379,15 +357,17 @@ def build_engine(
             device_buffers=calibrator.backend,
         )
     if cache_path is not None:
-        _atomic_write(cache_path, memoryview(config.get_timing_cache().serialize()))
-    _atomic_write(engine_path, memoryview(plan))
+        write_bytes_atomic(
+            cache_path, memoryview(config.get_timing_cache().serialize()), fsync=True
+        )
+    write_bytes_atomic(engine_path, memoryview(plan), fsync=True)
     seconds = time.perf_counter() - start
     record = {
         "format": "tensorrt-plan",
         "tensorrt": info.as_dict(),
         "mode": mode,
         **precision,
-        "onnx": {"path": str(onnx_path), "sha256": _sha256_file(onnx_path)},
+        "onnx": {"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
         "input": {"name": inp.name, "shape": list(shape), "dtype": inp.dtype.name},
         "profile": {k: list(v) for k, v in dims.items()},
         "workspace_mib": workspace_mib,
@@ -399,7 +379,7 @@ def build_engine(
         "build_seconds": round(seconds, 3),
         "warnings": warnings,
     }
-    record["engine"]["sha256"] = _sha256_file(engine_path)
+    record["engine"]["sha256"] = sha256_file(engine_path)
     if info.flavour == "tensorrt_rtx":
         # RTX engines are portable across its default compute capabilities unless targeted.
         n = getattr(config, "num_compute_capabilities", 0)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from edgeft.atomic import write_bytes_atomic
 
 
 def calibration_cache_key(
@@ -73,20 +74,10 @@ def read_cache(cache: Path | None, key: str | None) -> bytes | None:
     return cache.read_bytes()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_cache(cache: Path, key: str | None, data: bytes) -> None:
     """Write TensorRT's cache bytes and the key they belong to, each atomically."""
-    _atomic_write(cache, data)
-    _atomic_write(_key_file(cache), json.dumps({"key": key}).encode())
+    write_bytes_atomic(cache, data)
+    write_bytes_atomic(_key_file(cache), json.dumps({"key": key}).encode())
 
 
 class _CudaPythonBuffer:

@@ -246,6 +246,8 @@ def close(a, b, tol=1e-6) -> bool:
     return bool(np.isclose(a, b, atol=tol))
 
 
+from tests.conftest import copy_bundle  # noqa: E402,F401  (re-exported for the bench tests)
+
 _BUILT: dict[str, Path] = {}
 
 
@@ -258,36 +260,22 @@ def tiny_bench_bundle(tmp_path_factory) -> Path:
     gate is set wide). Read-only: copy it before changing it.
     """
     if "tiny" not in _BUILT:
-        from edgeft.finetune import FinetuneOptions, finetune
-        from tests.conftest import MOBILENET_V2_WEIGHTS, make_color_dataset
+        from tests.conftest import MOBILENET_V2_WEIGHTS, tiny_bundle
 
         root = tmp_path_factory.mktemp("bench_tiny")
-        data = make_color_dataset(root / "colors", n_per_class=20, size=40)
-        out = root / "bundle"
-        finetune(
-            FinetuneOptions(
-                data=data,
-                arch="mobilenet_v2",
-                out=out,
-                size=(32, 32),
-                strategy="head",
-                epochs=2,
-                lr=1e-2,
-                batch_size=16,
-                weights=str(MOBILENET_V2_WEIGHTS),
-                quiet=True,
-            )
+        out = tiny_bundle(
+            root,
+            n_per_class=20,
+            pretrained=True,
+            strategy="head",
+            epochs=2,
+            lr=1e-2,
+            batch_size=16,
+            weights=str(MOBILENET_V2_WEIGHTS),
         )
         export_artifacts(out, max_accuracy_drop=100.0, calib_count=32)
         _BUILT["tiny"] = out
     return _BUILT["tiny"]
-
-
-def copy_bundle(src: Path, dst: Path) -> Path:
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst
 
 
 # Tolerances that let the tiny model's INT8 rung pass: 12 validation images at 32 px make

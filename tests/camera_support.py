@@ -13,33 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import make_color_dataset
+from tests.conftest import tiny_bundle  # noqa: F401  (re-exported for the camera tests)
 
 # sys.modules[name] = None makes `import name` raise ImportError: the runtime must not need these.
 BLOCK_HEAVY = "import sys\nfor _m in ('torch', 'torchvision', 'fastai', 'timm'):\n    sys.modules[_m] = None\n"
-
-
-def tiny_bundle(root: Path, classes=("red", "green", "blue"), n_per_class: int = 10) -> Path:
-    """A real (tiny) fine-tuned bundle: colour images, mobilenet_v2 from scratch, 32 px."""
-    from edgeft.finetune import FinetuneOptions, finetune
-
-    data = make_color_dataset(root / "data", n_per_class=n_per_class, classes=classes)
-    out = root / "bundle"
-    finetune(
-        FinetuneOptions(
-            data=data,
-            arch="mobilenet_v2",
-            out=out,
-            pretrained=False,
-            size=(32, 32),
-            epochs=1,
-            freeze_epochs=0,
-            strategy="full",
-            batch_size=8,
-            quiet=True,
-        )
-    )
-    return out
 
 
 def export_onnx(

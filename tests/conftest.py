@@ -145,6 +145,34 @@ def make_color_dataset(
     return root
 
 
+def tiny_bundle(
+    root: Path, classes=("red", "green", "blue"), n_per_class: int = 10, **opts
+) -> Path:
+    """A real (tiny) fine-tuned bundle under ``root``: colour images, MobileNetV2 from random
+    init at 32 px, one epoch (about 5-10 s). ``opts`` override FinetuneOptions fields."""
+    from edgeft.finetune import FinetuneOptions, finetune
+
+    data = make_color_dataset(root / "data", n_per_class=n_per_class, size=40, classes=classes)
+    settings = dict(
+        arch="mobilenet_v2",
+        pretrained=False,
+        size=(32, 32),
+        epochs=1,
+        freeze_epochs=0,
+        strategy="full",
+        batch_size=8,
+        quiet=True,
+    )
+    settings.update(opts)
+    return finetune(FinetuneOptions(data=data, out=root / "bundle", **settings)).bundle
+
+
+def copy_bundle(src: Path, dst: Path) -> Path:
+    """A private copy of a bundle that a test may change."""
+    shutil.copytree(src, dst)
+    return dst
+
+
 @pytest.fixture
 def color_data(tmp_path):
     return make_color_dataset(tmp_path / "colors")
@@ -212,6 +240,4 @@ def eurosat_bundle(tmp_path_factory, hub_with_weights):
 @pytest.fixture
 def eurosat_bundle_copy(eurosat_bundle, tmp_path):
     """A private copy of :func:`eurosat_bundle` that a test may export into or break."""
-    dst = tmp_path / "bundle"
-    shutil.copytree(eurosat_bundle, dst)
-    return dst
+    return copy_bundle(eurosat_bundle, tmp_path / "bundle")

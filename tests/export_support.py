@@ -5,36 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
-from tests.conftest import make_color_dataset
+from tests.conftest import copy_bundle, tiny_bundle  # noqa: F401  (copy_bundle re-exported)
 
 
 def make_tiny_bundle(root: Path) -> Path:
     """Train a tiny bundle under ``root`` (about 5-10 s) and return its path."""
-    from edgeft.finetune import FinetuneOptions, finetune
-
-    data = make_color_dataset(root / "colors", n_per_class=10, size=40)
-    out = root / "bundle"
-    finetune(
-        FinetuneOptions(
-            data=data,
-            arch="mobilenet_v2",
-            out=out,
-            pretrained=False,
-            size=(32, 32),
-            epochs=1,
-            freeze_epochs=0,
-            quiet=True,
-        )
-    )
-    return out
-
-
-def copy_bundle(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+    return tiny_bundle(root)
 
 
 def sha256(path: Path) -> str:

@@ -195,3 +195,14 @@ def test_interrupting_an_export_leaves_the_previous_state(tiny_onnx, tmp_path):
             assert proc.returncode == -signal.SIGKILL
         assert (b / "bundle.json").read_bytes() == manifest_before
         assert sha256(b / "model.onnx") == onnx_before
+
+
+def test_leftovers_of_a_killed_export_are_swept(tiny_onnx, tmp_path):
+    b = copy_bundle(tiny_onnx, tmp_path / "b")
+    stale = [b / ".model-int8.onnx.k2j3.partial", b / ".bundle.json.x9.tmp"]
+    for p in stale:
+        p.write_bytes(b"half-written by an export killed with SIGKILL")
+    proc = run_cli("export", b, "--force", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p.exists() for p in stale) and not partials(b)
+    assert manifest(b)["artifacts"]["onnx"]["sha256"] == sha256(b / "model.onnx")

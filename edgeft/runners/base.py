@@ -38,6 +38,10 @@ class Runner:
         """What this runner runs (artifact, provider, precision), for reports."""
         return {"backend": self.name}
 
+    def metadata(self) -> dict:
+        """Key/value metadata the model file itself carries (ONNX ``metadata_props``)."""
+        return {}
+
     def __enter__(self):
         self.activate()
         return self

@@ -102,6 +102,11 @@ class OnnxRunner(Runner):
     def deactivate(self) -> None:
         self.session = None
 
+    def metadata(self) -> dict:
+        if self.session is None:
+            return {}
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
     def describe(self) -> dict:
         d = {
             "backend": self.name,

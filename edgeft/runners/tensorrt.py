@@ -6,8 +6,8 @@ the plan is deserialized: a mismatch is one line telling the user to rebuild on 
 device, never a crash inside TensorRT. ``tensorrt`` (or ``tensorrt_rtx`` for engines
 built with it) is imported only in :meth:`activate` / :meth:`available`.
 
-Device memory comes from ``torch.cuda`` (NVIDIA's PyTorch wheels on Jetson) or, without
-torch, from ``cuda-python``. Execution uses the name-based API of TensorRT 8.5+
+Device memory comes from ``cuda-python`` or, where only NVIDIA's PyTorch wheels are
+there (common on Jetson), from ``torch.cuda``. Execution uses the name-based API of TensorRT 8.5+
 (``set_input_shape``/``set_tensor_address``/``execute_async_v3``), falling back to
 bindings + ``execute_v2`` where that API is missing.
 """
@@ -90,14 +90,15 @@ class _CudaPythonMemory:
 
 def _memory():
     reasons = []
-    for cls in (_TorchMemory, _CudaPythonMemory):
+    # cuda-python first: the runtime on a device must not pull in torch just for buffers.
+    for cls in (_CudaPythonMemory, _TorchMemory):
         try:
             return cls()
         except Exception as exc:  # ImportError, or no CUDA device
             reasons.append(f"{cls.__name__.strip('_')}: {exc}")
     raise UserError(
-        "running a TensorRT engine needs GPU memory from torch (CUDA build) or cuda-python "
-        f"(pip install cuda-python); none works here ({'; '.join(reasons)})"
+        "running a TensorRT engine needs GPU memory from cuda-python (pip install cuda-python) "
+        f"or a CUDA build of torch; none works here ({'; '.join(reasons)})"
     )
 
 

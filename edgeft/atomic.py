@@ -1,0 +1,79 @@
+"""Writing files so that nothing half-written is ever left under the final name.
+
+Every writer here assembles its output under a hidden temporary name in the destination
+folder and renames it into place (``os.replace``/``os.rename`` are atomic on one file
+system). A crash or kill leaves the old file or folder untouched and, at worst, a hidden
+temporary next to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data, fsync: bool = False) -> Path:
+    """Write ``data`` (bytes-like) to ``path`` via a temporary file and ``os.replace``.
+
+    Args:
+        fsync: flush the data to disk before the rename (for large artifacts that must
+            survive a power cut, e.g. TensorRT plans).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def replace_dir(out: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Create or replace folder ``out`` atomically.
+
+    ``fill(tmp)`` writes every file into a hidden sibling folder; only when it returns is
+    that folder renamed to ``out`` (an existing ``out`` is moved aside first and deleted
+    after). If ``fill`` raises, or the process is killed, ``out`` is as it was.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
