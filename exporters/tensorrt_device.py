@@ -164,33 +164,28 @@ def jetson_release(root: str | Path = "/") -> dict | None:
     """The Jetson Linux (L4T) release, board model and JetPack version, or None off a Jetson.
 
     ``/etc/nv_tegra_release`` reads like ``# R36 (release), REVISION: 4.3, ...``, meaning
-    L4T 36.4.3. JetPack's own version comes from the ``nvidia-jetpack`` package where it is
-    installed (containers often lack it); no L4T-to-JetPack table is guessed here.
+    L4T 36.4.3. The parsing is bench's Jetson probe (:mod:`benchmarks.jetson`), so an
+    engine record and a bench report name a device the same way. JetPack is recorded only
+    when it is known exactly (the ``nvidia-jetpack`` package or an exact L4T match), never
+    an approximate family guess, because an engine record is used to refuse mismatches.
     """
-    root = Path(root)
-    release = root / "etc" / "nv_tegra_release"
+    from benchmarks.jetson import jetpack_version, parse_nv_tegra_release, read_model
+
+    release = Path(root) / "etc" / "nv_tegra_release"
     if not release.is_file():
         return None
     text = release.read_text(errors="replace")
-    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)", text)
-    info: dict = {"l4t": None, "jetpack": None, "model": None, "nv_tegra_release": text.strip()}
-    if match:
-        info["l4t"] = f"{match.group(1)}.{match.group(2).rstrip('.')}"
-    model = root / "proc" / "device-tree" / "model"
-    if model.is_file():
-        info["model"] = model.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
-    if str(root) == "/" and shutil.which("dpkg-query"):
-        try:
-            out = subprocess.run(
-                ["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-            )
-            if out.returncode == 0 and out.stdout.strip():
-                info["jetpack"] = out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
+    l4t = parse_nv_tegra_release(text)
+    info: dict = {
+        "l4t": l4t["version"] if l4t else None,
+        "jetpack": None,
+        "model": read_model(str(root)),
+        "nv_tegra_release": text.strip(),
+    }
+    if str(root) == "/":
+        jetpack, _ = jetpack_version(l4t)
+        if jetpack and not jetpack["approximate"]:
+            info["jetpack"] = jetpack["version"]
     return info
 
 
