@@ -82,14 +82,10 @@ def finetune(
 ):
     """Fine-tune a pretrained backbone with fastai and write a deployable bundle."""
     from edgeft.console import set_quiet
-    from edgeft.finetune import FinetuneOptions, parse_size
+    from edgeft.finetune import FinetuneOptions, parse_lr, parse_size
     from edgeft.finetune import finetune as run
 
     set_quiet(quiet)
-    try:
-        lr_value = lr if lr == "auto" else float(lr)
-    except ValueError:
-        raise UserError(f"--lr must be a number or 'auto', not {lr!r}") from None
     run(
         FinetuneOptions(
             data=data,
@@ -98,7 +94,7 @@ def finetune(
             strategy=strategy,
             epochs=epochs,
             freeze_epochs=freeze_epochs,
-            lr=lr_value,
+            lr=parse_lr(lr),
             lr_mult=lr_mult,
             wd=wd,
             batch_size=batch_size,

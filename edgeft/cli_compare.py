@@ -62,20 +62,15 @@ def register(app: typer.Typer) -> None:
     ):
         """Train one model per strategy on the same split and budget, and compare them."""
         from edgeft.compare import CompareOptions, run_compare
-        from edgeft.errors import UserError
-        from edgeft.finetune import FinetuneOptions, parse_size
+        from edgeft.finetune import FinetuneOptions, parse_lr, parse_size
 
-        try:
-            lr_value = lr if lr == "auto" else float(lr)
-        except ValueError:
-            raise UserError(f"--lr must be a number or 'auto', not {lr!r}") from None
         base = FinetuneOptions(
             data=data,
             arch=arch,
             out=out,
             epochs=epochs,
             freeze_epochs=freeze_epochs,
-            lr=lr_value,
+            lr=parse_lr(lr),
             batch_size=batch_size,
             size=parse_size(size),
             seed=seed,

@@ -126,6 +126,16 @@ def parse_size(value: str | int) -> tuple[int, int]:
     raise UserError(f"--size must be N or HxW (e.g. 224 or 160x224), not {value!r}")
 
 
+def parse_lr(value: str) -> float | str:
+    """A learning rate as a number, or ``"auto"`` (fastai's lr_find)."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"--lr must be a number or 'auto', not {value!r}") from None
+
+
 def _print_counts(ds: Dataset) -> None:
     train, valid = ds.counts("train"), ds.counts("valid")
     rows = [[label, train[label], valid[label]] for label in ds.labels]
