@@ -259,6 +259,7 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
     import shutil
 
     co.validate()
+    t0 = time.perf_counter()
     out = Path(out)
     if co.force and out.exists():
         shutil.rmtree(out)
@@ -294,6 +295,9 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
         "runs": results,
         "reused_runs": reused,
         "strategies": aggregate(results, groups),
+        # training time of every run (reused ones included) and this invocation's wall time
+        "train_seconds_total": round(sum(r["wall_seconds"] for r in results), 1),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     summary["recommendation"] = recommendation(summary["strategies"])
     if co.sweep_freeze:

@@ -59,6 +59,16 @@ def binary_rows(summary: dict) -> tuple[list[str], list[list]] | None:
     return cols, rows
 
 
+def timing(summary: dict) -> str:
+    """One line: runs, how many were reused, training time in all and this invocation's."""
+    n = len(summary["runs"])
+    return (
+        f"{n} runs ({summary['reused_runs']} reused from an earlier invocation); training "
+        f"{summary['train_seconds_total'] / 60:.1f} min in all; this invocation "
+        f"{summary['wall_seconds'] / 60:.1f} min."
+    )
+
+
 def markdown(summary: dict) -> str:
     opts = summary["options"]
     lines = [
@@ -74,7 +84,7 @@ def markdown(summary: dict) -> str:
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         lines.append("")
-    lines += [f"**Recommendation:** {summary['recommendation']}", ""]
+    lines += [f"**Recommendation:** {summary['recommendation']}", "", timing(summary), ""]
     if summary.get("sweep"):
         lines += [
             "## Freeze sweep (Yosinski et al.)",
@@ -184,6 +194,7 @@ def write_reports(summary: dict, out: Path) -> None:
         )
         plot_sweep(summary, out / "sweep.png")
     console().print(f"[bold]Recommendation:[/bold] {summary['recommendation']}")
+    console().print(timing(summary))
     write_json_atomic(out / "compare.json", summary)
     (out / "compare.md").write_text(markdown(summary))
     console().print(f"reports: {out / 'compare.json'}, {out / 'compare.md'}")

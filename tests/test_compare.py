@@ -82,6 +82,9 @@ def test_compare_table_reports_and_resume(tmp_path, capsys):
     # a second run reuses everything
     s2 = run_compare(co, out)
     assert s2["reused_runs"] == 6
+    # training time counts every run; the resumed invocation itself trained nothing
+    assert s2["train_seconds_total"] == s["train_seconds_total"] > s2["wall_seconds"]
+    assert "6 runs (6 reused from an earlier invocation)" in (out / "compare.md").read_text()
     assert [r["accuracy"] for r in s2["runs"]] == [r["accuracy"] for r in s["runs"]]
     # other options in the same folder are refused
     co_other = CompareOptions(base=_base(data, tmp_path, lr=1e-2), strategies=["head"], repeats=1)
