@@ -36,7 +36,11 @@ def fetch_eurosat(dest: Path, per_class: int = PER_CLASS, seed: int = 0) -> Path
     tv = ensure_torchvision()
     raw = dest.parent / "eurosat_download"
     print(f"downloading EuroSAT RGB with torchvision into {raw} (about 90 MB) ...", flush=True)
-    tv.datasets.EuroSAT(str(raw), download=True)
+    try:
+        tv.datasets.EuroSAT(str(raw), download=True)
+    except BaseException:
+        shutil.rmtree(raw, ignore_errors=True)  # no half-downloaded archive left behind
+        raise
     src = next(p for p in raw.rglob("AnnualCrop") if p.is_dir()).parent
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -58,7 +62,15 @@ def resolve_inputs(out: Path) -> tuple[Path, Path | None]:
         data = out / "data" / "eurosat_rgb_200pc"
         if not data.is_dir():
             data.parent.mkdir(parents=True, exist_ok=True)
-            fetch_eurosat(data)
+            try:
+                fetch_eurosat(data)
+            except OSError as exc:  # URLError and socket errors are OSErrors
+                sys.exit(
+                    f"pipeline: no {ASSETS / 'datasets' / 'eurosat_rgb_200pc'} and the EuroSAT "
+                    f"download failed ({getattr(exc, 'reason', exc)}): set EDGEFT_ASSETS to a "
+                    "folder holding datasets/eurosat_rgb_200pc and "
+                    "weights/mobilenet_v2-b0353104.pth, or run where the internet is reachable"
+                )
     return data, weights if weights.is_file() else None
 
 
