@@ -69,26 +69,12 @@ class VideoAnnotator:
         if lat is not None:
             text += f"  {lat:.1f} ms"
         scale = max(0.4, self.size[1] / 720)
-        cv2.putText(
-            img,
-            text,
-            (8, int(28 * scale)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (0, 0, 0),
-            4,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            img,
-            text,
-            (8, int(28 * scale)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+        # a thick black outline under thin white text stays readable on any frame
+        org = (8, int(28 * scale))
+        for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
+            cv2.putText(
+                img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA
+            )
         self.writer.write(img)
         self.frames += 1
 
