@@ -299,11 +299,12 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
         "train_seconds_total": round(sum(r["wall_seconds"] for r in results), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    summary["recommendation"] = recommendation(summary["strategies"])
+    summary["recommendation"] = recommendation(summary["strategies"]) if groups else None
     if co.sweep_freeze:
-        from edgeft.sweep import aggregate_sweep
+        from edgeft.sweep import aggregate_sweep, sweep_finding
 
         summary["sweep"] = aggregate_sweep(results)
+        summary["sweep"]["finding"] = sweep_finding(summary["sweep"])
     from edgeft.compare_report import write_reports
 
     write_reports(summary, out)

@@ -80,16 +80,19 @@ def markdown(summary: dict) -> str:
         f"{summary['repeats']} repeat(s) (seeds {opts['seed']}..{opts['seed'] + summary['repeats'] - 1}).",
         "",
     ]
-    for cols, rows in filter(None, [rows_for_table(summary), binary_rows(summary)]):
+    tables = [rows_for_table(summary), binary_rows(summary)] if summary["strategies"] else []
+    for cols, rows in filter(None, tables):
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         lines.append("")
-    lines += [f"**Recommendation:** {summary['recommendation']}", "", timing(summary), ""]
+    if summary["recommendation"]:
+        lines += [f"**Recommendation:** {summary['recommendation']}", ""]
+    lines += [timing(summary), ""]
     if summary.get("sweep"):
         lines += [
             "## Freeze sweep (Yosinski et al.)",
             "",
-            "| K frozen groups | frozen % | fine-tuned % |",
+            "| K pretrained groups | frozen % | fine-tuned % |",
             "|---|---|---|",
         ]
         v = summary["sweep"]["variants"]
@@ -98,8 +101,10 @@ def markdown(summary: dict) -> str:
                 f"| {fr['k']} | {_pm(fr['accuracy_mean'], fr['accuracy_std'])} | "
                 f"{_pm(ft['accuracy_mean'], ft['accuracy_std'])} |"
             )
-        lines.append("")
-    lines.append("Plots: compare.png" + (", sweep.png" if summary.get("sweep") else ""))
+        lines += ["", f"**Finding:** {summary['sweep']['finding']}", ""]
+    plots = ["compare.png"] if summary["strategies"] else []
+    plots += ["sweep.png"] if summary.get("sweep") else []
+    lines.append("Plots: " + ", ".join(plots))
     return "\n".join(lines) + "\n"
 
 
@@ -193,7 +198,9 @@ def write_reports(summary: dict, out: Path) -> None:
             )
         )
         plot_sweep(summary, out / "sweep.png")
-    console().print(f"[bold]Recommendation:[/bold] {summary['recommendation']}")
+        console().print(f"[bold]Finding:[/bold] {summary['sweep']['finding']}")
+    if summary["recommendation"]:
+        console().print(f"[bold]Recommendation:[/bold] {summary['recommendation']}")
     console().print(timing(summary))
     write_json_atomic(out / "compare.json", summary)
     (out / "compare.md").write_text(markdown(summary))

@@ -73,3 +73,37 @@ def aggregate_sweep(results: list[dict]) -> dict:
                     }
                 )
     return {"groups": max(ks) if ks else 0, "variants": rows}
+
+
+def sweep_finding(sweep: dict) -> str:
+    """One line grounded in the sweep's numbers: where fine-tuning beats freezing and by how
+    much, where freezing peaks, and the best K overall (Yosinski et al.'s two findings)."""
+    v = sweep["variants"]
+    pairs = [
+        (fr["k"], fr["accuracy_mean"], ft["accuracy_mean"])
+        for fr, ft in zip(v["frozen"], v["fine-tuned"], strict=False)
+        if fr["k"] > 0
+    ]
+    if not pairs:
+        return "no sweep runs"
+    gaps = {k: 100 * (ft - fr) for k, fr, ft in pairs}
+    wins = [k for k, g in gaps.items() if g > 0]
+    kmax = max(gaps, key=gaps.get)
+    if len(wins) == len(gaps):
+        parts = [
+            f"fine-tuning beats freezing at every K >= 1, by {min(gaps.values()):.1f} to "
+            f"{gaps[kmax]:.1f} points (most at K={kmax})"
+        ]
+    else:
+        losses = [k for k in gaps if k not in wins]
+        parts = [f"fine-tuning beats freezing at K={wins or 'none'}, not at K={losses}"]
+    k_fr, acc_fr, _ = max(pairs, key=lambda p: p[1])
+    parts.append(f"frozen features peak at K={k_fr} ({100 * acc_fr:.1f}%)")
+    k_ft, _, acc_ft = max(pairs, key=lambda p: p[2])
+    parts.append(
+        f"the best run keeps K={k_ft} pretrained groups and fine-tunes ({100 * acc_ft:.1f}%)"
+    )
+    scratch = next((r["accuracy_mean"] for r in v["frozen"] if r["k"] == 0), None)
+    if scratch is not None:
+        parts.append(f"from scratch (K=0): {100 * scratch:.1f}%")
+    return "; ".join(parts) + "."

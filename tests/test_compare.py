@@ -15,6 +15,7 @@ import torch
 from edgeft.compare import CompareOptions, recommendation, run_compare
 from edgeft.errors import UserError
 from edgeft.finetune import FinetuneOptions, finetune
+from edgeft.sweep import sweep_finding
 from tests.conftest import MOBILENET_V2_WEIGHTS, make_color_dataset, needs_assets, run_cli
 
 
@@ -197,3 +198,22 @@ def test_freeze_sweep_runs_both_variants_per_k(tmp_path):
     k1 = next(r for r in s["runs"] if r["name"] == "sweep-k1-frozen-r0")
     assert k4["trainable_params"] < k1["trainable_params"]  # more frozen, fewer trainable
     assert (tmp_path / "sw" / "sweep.png").is_file()
+    md = (tmp_path / "sw" / "compare.md").read_text()
+    assert "**Finding:**" in md and "| strategy |" not in md and "compare.png" not in md
+    assert s["recommendation"] is None  # no strategies compared: nothing to recommend
+
+
+def test_sweep_finding_is_grounded_in_the_numbers():
+    def row(k, acc):
+        return {"k": k, "accuracy_mean": acc, "accuracy_std": 0.0, "n": 1}
+
+    frozen = [row(0, 0.44), row(1, 0.52), row(2, 0.67), row(3, 0.88), row(4, 0.82)]
+    tuned = [row(0, 0.44), row(1, 0.58), row(2, 0.72), row(3, 0.90), row(4, 0.935)]
+    text = sweep_finding({"groups": 4, "variants": {"frozen": frozen, "fine-tuned": tuned}})
+    assert "fine-tuning beats freezing at every K >= 1, by 2.0 to 11.5 points (most at K=4)" in text
+    assert "frozen features peak at K=3 (88.0%)" in text
+    assert "keeps K=4 pretrained groups and fine-tunes (93.5%)" in text
+    assert "from scratch (K=0): 44.0%" in text
+    tuned[3] = row(3, 0.85)  # freezing wins at K=3
+    text = sweep_finding({"groups": 4, "variants": {"frozen": frozen, "fine-tuned": tuned}})
+    assert "fine-tuning beats freezing at K=[1, 2, 4], not at K=[3]" in text
