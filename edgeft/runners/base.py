@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import importlib
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from edgeft.errors import UserError
 
 
-class Runner:
+class Runner(abc.ABC):
     """Runs one form of a bundle's model on float32 ``NCHW`` batches, returning logits.
 
     Subclasses import their framework in :meth:`activate`, so constructing or listing
@@ -24,13 +25,15 @@ class Runner:
     name = "base"
     normalized_input = True
 
+    @abc.abstractmethod
     def activate(self) -> None:
         """Load the model and allocate what inference needs."""
 
+    @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def deactivate(self) -> None:
         """Release the model."""
 
