@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     )
     print(f"\npipeline finished in {time.perf_counter() - t0:.0f} s")
     print(
-        f"bundle: {bundle}  (bundle.json, weights.pt, model.onnx, model.int8.onnx, confusion_matrix.png, "
+        f"bundle: {bundle}  (bundle.json, weights.pt, model.onnx, model-int8.onnx, confusion_matrix.png, "
         "training_curves.png)"
     )
     print(f"bench report: {out / 'bench'}  (report.md, report.json, *.png)")
