@@ -230,29 +230,20 @@ def test_offline_without_weights_says_which_file_to_place_where(tmp_path, torch_
     assert "--no-pretrained" in line
 
 
+def _long_finetune(data, out) -> list[str]:
+    """A finetune that runs for minutes, to be killed or interrupted mid-training."""
+    return [
+        sys.executable, "-m", "edgeft.cli", "finetune", "--data", str(data),
+        "--arch", "resnet18", "--out", str(out), "--no-pretrained",
+        "--size", "64", "--epochs", "50", "--batch-size", "8",
+    ]  # fmt: skip
+
+
 def test_killed_during_training_leaves_no_bundle(tmp_path):
     data = make_color_dataset(tmp_path / "d", n_per_class=60, size=64)
     out = tmp_path / "o"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgeft.cli",
-            "finetune",
-            "--data",
-            str(data),
-            "--arch",
-            "resnet18",
-            "--out",
-            str(out),
-            "--no-pretrained",
-            "--size",
-            "64",
-            "--epochs",
-            "50",
-            "--batch-size",
-            "8",
-        ],
+        _long_finetune(data, out),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -280,25 +271,7 @@ def test_interrupt_exits_130_with_one_line(tmp_path):
     data = make_color_dataset(tmp_path / "d", n_per_class=60, size=64)
     out = tmp_path / "o"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgeft.cli",
-            "finetune",
-            "--data",
-            str(data),
-            "--arch",
-            "resnet18",
-            "--out",
-            str(out),
-            "--no-pretrained",
-            "--size",
-            "64",
-            "--epochs",
-            "50",
-            "--batch-size",
-            "8",
-        ],
+        _long_finetune(data, out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
