@@ -5,7 +5,7 @@ For each backend (``torch``, ``torch-fp16``, ``onnx``, ``onnx-folded``, ``onnx-i
 both questions: does it answer like the PyTorch FP32 reference on the labelled images
 (:mod:`benchmarks.ladder`), and how fast is it, model only and end to end
 (:mod:`benchmarks.latency`). Backends that cannot run are listed with the reason. The
-environment is captured (:mod:`benchmarks.envcapture`), reports are written
+environment is captured (:mod:`edgeft.platform.env`), reports are written
 (:mod:`benchmarks.report`), and a tolerance breach raises
 :class:`edgeft.errors.ParityError` (exit 3) after the reports are on disk.
 """
@@ -13,34 +13,16 @@ environment is captured (:mod:`benchmarks.envcapture`), reports are written
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.backends import (
-    ARTIFACT_OF,
-    LADDER_BATCH,
-    ImageCache,
-    backend_names,
-    backend_status,
-    make_runner,
-    reference_logits,
-    runner_device,
-    sha256_file,
-    strict_fp32_on_cuda,
-)
-from benchmarks.options import DEVICES, BenchOptions, parse_int_list, parse_name_list
-from edgeft.errors import ParityError, UserError
+from benchmarks.images import LADDER_BATCH, ImageCache, reference_logits, strict_fp32_on_cuda
+from benchmarks.options import BenchOptions
+from edgeft import formats
+from edgeft.bundle import file_sha256
+from edgeft.errors import UserError
 
-__all__ = [
-    "DEVICES",
-    "BenchOptions",
-    "parse_int_list",
-    "parse_name_list",
-    "run_bench",
-    "backend_names",
-    "write_bench_reports",
-    "raise_on_verdict",
-]
+__all__ = ["BenchOptions", "run_bench"]
 
 
 def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides) -> tuple:
@@ -50,9 +32,9 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     from edgeft.bundle import artifact_preprocessing
     from edgeft.parity import compare, run_batches
 
-    record = bundle.artifacts.get(ARTIFACT_OF.get(name, ""), None)
+    record = runner.record
     desc = runner.describe()
-    precision = str(desc.get("precision") or (record or {}).get("precision") or "fp32")
+    precision = runner.precision
     pp, pp_source, differs = artifact_preprocessing(bundle, record, runner.metadata())
     imgs = images.get(pp)
     # Decoding does not depend on mean/std, but a different resize could skip other images.
@@ -63,7 +45,7 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     out = run_batches(runner, imgs.x, LADDER_BATCH, pp)
     output = getattr(runner, "output", "logits")
     figures = compare(ref_logits, out, imgs.targets, bundle.labels, output, imgs.paths)
-    recorded = ((record or {}).get("parity") or {}).get("tolerance")
+    recorded = (record.parity if record is not None else {}).get("tolerance")
     tol = backend_tolerance(name, precision, overrides, recorded)
     tol_from = tolerance_source(name, precision, overrides, recorded)
     row = ladder_row(
@@ -73,7 +55,7 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
         tol,
         pp_source=pp_source,
         pp_differs=differs,
-        record=record,
+        record=record.model_dump() if record is not None else None,
         tolerance_from=tol_from,
     )
     target = Target(name, runner, imgs.x, imgs.paths, pp)
@@ -96,19 +78,13 @@ def _failure(exc: Exception) -> str:
 
 
 def _backend_entry(name: str, bundle, device: str, status: tuple[bool, str]) -> dict:
-    ok, reason = status
-    entry = {
-        "name": name,
-        "status": "unavailable",
-        "reason": reason or None,
-        "runs_on": runner_device(name, device),
-    }
-    record = bundle.artifacts.get(ARTIFACT_OF.get(name, ""))
-    if ok and record and record.get("sha256") and (bundle.path / record["path"]).is_file():
-        # A file changed after export no longer matches its parity record: say so.
-        entry["sha256_matches_record"] = (
-            sha256_file(bundle.path / record["path"]) == record["sha256"]
-        )
+    _, reason = status
+    entry = {"name": name, "status": "unavailable", "reason": reason or None, "runs_on": device}
+    record = bundle.artifacts.get(name)
+    if record is not None and (bundle.path / record.path).is_file():
+        # A file changed after export no longer matches its parity record: say so (and,
+        # without --trust-modified, the runner refuses it).
+        entry["sha256_matches_record"] = file_sha256(bundle.path / record.path) == record.sha256
     return entry
 
 
@@ -177,25 +153,41 @@ def run_bench(opts: BenchOptions) -> dict:
         return _run_local(opts)
 
 
-def _run_local(opts: BenchOptions) -> dict:
-    from benchmarks.envcapture import capture
-    from benchmarks.ladder import labelled_samples, parse_tolerances
-    from edgeft.bundle import Bundle
-    from edgeft.console import progress
+@dataclass
+class _Setup:
+    bundle: object
+    jetson: dict | None
+    overrides: dict
+    labelled: object
+    images: ImageCache
+    ref_images: object
+    names: list[str]
+    status: dict
+    out_dir: Path
 
-    bundle = Bundle.load(opts.bundle)
+
+def _setup(opts: BenchOptions) -> _Setup:
+    """Everything checked before any model runs: bundle, device, data, what can run."""
+    from benchmarks.ladder import parse_tolerances
+    from edgeft.bundle import Bundle
+    from edgeft.data import LabelledSet, labelled_folder
+    from edgeft.parity import bundle_valid_samples
+
+    bundle = Bundle.load(opts.bundle, opts.trust_modified)
     jetson = None
     if opts.device == "jetson":
-        from benchmarks.jetson import require_jetson
+        from edgeft.platform.jetson import require_jetson
 
         jetson = require_jetson(opts.jetson_root)
-    overrides = parse_tolerances(opts.tolerances, backend_names())
-    labelled = labelled_samples(bundle, opts.data)
-    out_dir = Path(opts.out) if opts.out else Path(f"bench-{bundle.path.name}-{opts.device}")
-    names = opts.backends or backend_names()
+    overrides = parse_tolerances(opts.tolerances, formats.names())
+    if opts.data is None:
+        labelled = LabelledSet(bundle_valid_samples(bundle), "the bundle's validation split (split.json)")
+    else:
+        labelled = labelled_folder(opts.data, bundle.labels)
+    names = opts.backends or formats.names()
     images = ImageCache(labelled.samples, bundle.labels)
     ref_images = images.get(bundle.preprocessing)  # unreadable data fails here, before torch loads
-    status = {n: backend_status(n, bundle, opts.device) for n in names}
+    status = {n: formats.status(n, bundle, opts.device) for n in names}
     if not any(ok for ok, _ in status.values()):
         raise UserError(
             f"no backend can run on --device {opts.device} here: "
@@ -203,158 +195,127 @@ def _run_local(opts: BenchOptions) -> dict:
         )
     if opts.device in ("cuda", "jetson") and importlib.util.find_spec("torch") is not None:
         strict_fp32_on_cuda()
-    if any(ok and n.startswith("onnx") for n, (ok, _) in status.items()):
-        import onnxruntime
+    out_dir = Path(opts.out) if opts.out else Path(f"bench-{bundle.path.name}-{opts.device}")
+    return _Setup(bundle, jetson, overrides, labelled, images, ref_images, names, status, out_dir)
 
-        # Graph-cleanup warnings (unused initializers...) would bury the tables; errors still show.
-        onnxruntime.set_default_logger_severity(3)
-    ref_logits = reference_logits(bundle, ref_images, opts.threads)
-    backends, rows, latency, failed, active, power = [], [], [], {}, [], None
-    runnable = [n for n in names if status[n][0]]
-    kinds = 2 if opts.e2e else 1
+
+def _ladder(opts: BenchOptions, s: _Setup, ref_logits, advance):
+    """Activate each runnable backend once and run its rung; returns
+    ``(backends, rows, failed, active targets)``."""
+    from edgeft.bundle import ArtifactModified
+
+    backends, rows, failed, active = [], [], {}, []
+    for name in s.names:
+        entry = _backend_entry(name, s.bundle, opts.device, s.status[name])
+        backends.append(entry)
+        if not s.status[name][0]:
+            continue
+        runner = None
+        try:
+            runner = formats.make_runner(name, s.bundle, opts.device, opts.threads)
+            runner.activate()
+            extra, row, target = _ladder_rung(
+                name, runner, s.bundle, s.images, s.ref_images, ref_logits, s.overrides
+            )
+            entry.update(status="ran", reason=None, **extra)
+            rows.append(row)
+            active.append(target)
+        except Exception as exc:
+            if not _is_runtime_failure(exc):  # a bug in edgeft keeps its traceback
+                raise
+            status = "refused" if isinstance(exc, ArtifactModified) else "failed"
+            entry.update(status=status, reason=_failure(exc))
+            failed[name] = entry["reason"]
+            if runner is not None:
+                runner.deactivate()
+        advance()
+    return backends, rows, failed, active
+
+
+def _run_local(opts: BenchOptions) -> dict:
+    from edgeft.console import progress
+
+    s = _setup(opts)
+    ref_logits = reference_logits(s.bundle, s.ref_images, opts.threads)
+    latency, power, active = [], None, []
+    runnable = [n for n in s.names if s.status[n][0]]
     try:
         with progress("parity ladder", len(runnable)) as advance:
-            for name in names:
-                entry = _backend_entry(name, bundle, opts.device, status[name])
-                backends.append(entry)
-                if not status[name][0]:
-                    continue
-                runner = None
-                try:
-                    runner = make_runner(name, bundle, opts.device, opts.threads)
-                    runner.activate()
-                    extra, row, target = _ladder_rung(
-                        name, runner, bundle, images, ref_images, ref_logits, overrides
-                    )
-                    entry.update(status="ran", reason=None, **extra)
-                    rows.append(row)
-                    active.append(target)
-                except Exception as exc:
-                    if not _is_runtime_failure(exc):  # a bug in edgeft keeps its traceback
-                        raise
-                    entry.update(status="failed", reason=_failure(exc))
-                    failed[name] = entry["reason"]
-                    if runner is not None:
-                        runner.deactivate()
-                advance()
+            backends, rows, failed, active = _ladder(opts, s, ref_logits, advance)
         if active:
+            kinds = 2 if opts.e2e else 1
             with progress("timing", len(opts.batch_sizes) * kinds) as advance:
-                latency, power = _time_backends(active, opts, jetson, advance)
+                latency, power = _time_backends(active, opts, s.jetson, advance)
     finally:
         for t in active:
             t.runner.deactivate()
+    report = _report(opts, s, ref_logits, backends, rows, latency, power, failed)
+    from benchmarks.report import print_report, raise_on_verdict, write_bench_reports
 
-    import edgeft
-    from benchmarks.report import SCHEMA_ID
-    from edgeft.provenance import now_iso
-
-    breaches = {r["backend"]: r["breaches"] for r in rows if r["breaches"]}
-    pp = bundle.preprocessing
-    report = {
-        "schema": SCHEMA_ID,
-        "created": now_iso(),
-        "edgeft": edgeft.__version__,
-        "bundle": {
-            "path": str(bundle.path.resolve()),
-            "name": bundle.path.name,
-            "arch": bundle.arch,
-            "num_classes": len(bundle.labels),
-            "input_size": list(pp.size),
-            "weights_sha256": bundle.manifest["model"].get("weights_sha256"),
-            "artifacts": sorted(bundle.artifacts),
-        },
-        "options": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(opts).items()
-            if k not in ("jetson_root", "tegrastats", "quiet", "remote", "ssh_key", "remote_edgeft")
-        },
-        "environment": capture(opts.device, opts.threads, jetson),
-        "data": {
-            "source": labelled.source,
-            "n_images": int(len(ref_images.targets)),
-            "per_class": {
-                lb: int((ref_images.targets == i).sum()) for i, lb in enumerate(bundle.labels)
-            },
-            "skipped_unreadable": len(ref_images.skipped),
-            "skipped": ref_images.skipped[:50],
-            "unknown_labels": labelled.unknown,
-            "ignored_files": labelled.ignored,
-        },
-        "backends": backends,
-        "ladder": {
-            "reference": {
-                "backend": "torch",
-                "device": "cpu",
-                "precision": "fp32",
-                "n": int(len(ref_logits)),
-                "accuracy": float((ref_logits.argmax(1) == ref_images.targets).mean()),
-            },
-            "rows": rows,
-        },
-        "latency": latency,
-        "power": power,
-        "verdict": {"passed": not breaches and not failed, "breaches": breaches, "failed": failed},
-        "files": {"plots": [], "contact_sheets": {}},
-        "out": str(out_dir),
-    }
-    write_bench_reports(report, out_dir)
+    write_bench_reports(report, s.out_dir)
     if not opts.quiet:
-        from benchmarks.report import print_report
-
         print_report(report)
     raise_on_verdict(report)
     return report
 
 
-def write_bench_reports(report: dict, out_dir: Path) -> Path:
-    """Write report.json/.md, the plots and the flipped-image contact sheets into ``out_dir``."""
-    from benchmarks import plots
-    from benchmarks.report import write_reports
-
-    def pngs(tmp: Path) -> None:
-        files = {"plots": [], "contact_sheets": {}}
-        for name, fn in (
-            ("accuracy_vs_latency.png", plots.accuracy_vs_latency_png),
-            ("latency_distribution.png", plots.latency_distribution_png),
-        ):
-            if fn(report, tmp / name):
-                files["plots"].append(name)
-        for row in report["ladder"]["rows"]:
-            name = f"flipped-{row['backend']}.png"
-            if plots.contact_sheet_png(
-                row["figures"]["flipped"],
-                tmp / name,
-                f"{row['backend']}: predictions that differ from PyTorch FP32",
-            ):
-                files["contact_sheets"][row["backend"]] = name
-        report["files"] = files
-
-    return write_reports(report, out_dir, pngs)
+def _bundle_section(bundle) -> dict:
+    return {
+        "path": str(bundle.path.resolve()),
+        "name": bundle.path.name,
+        "arch": bundle.arch,
+        "num_classes": len(bundle.labels),
+        "input_size": list(bundle.preprocessing.size),
+        "weights_sha256": bundle.manifest.model.weights_sha256,
+        "artifacts": sorted(bundle.artifacts),
+    }
 
 
-def raise_on_verdict(report: dict) -> None:
-    """ParityError naming each breach (accuracy drop first), or UserError for failed backends."""
-    verdict = report["verdict"]
-    where = f" (report: {Path(report['out']) / 'report.md'})"
-    if verdict["breaches"]:
-        parts = []
-        for r in report["ladder"]["rows"]:
-            if r["breaches"]:
-                f = r["figures"]
-                why = (
-                    f"{r['backend']}: accuracy {100 * f['accuracy']:.2f}% vs {100 * f['reference_accuracy']:.2f}% "
-                    f"(drop {f['accuracy_drop_pp']:.2f} pp), breaches " + ", ".join(r["breaches"])
-                )
-                if r["preprocessing"]["differs_from_bundle"]:
-                    why += (
-                        f"; its artifact's preprocessing differs from the bundle's in "
-                        f"{', '.join(r['preprocessing']['differs_from_bundle'])}"
-                    )
-                parts.append(why)
-        failed = "".join(f"; {k} failed to run: {v}" for k, v in verdict["failed"].items())
-        raise ParityError("parity ladder failed: " + "; ".join(parts) + failed + where, verdict)
-    if verdict["failed"]:
-        raise UserError(
-            "; ".join(f"backend {k} failed to run: {v}" for k, v in verdict["failed"].items())
-            + where
-        )
+def _data_section(labelled, images, labels) -> dict:
+    return {
+        "source": labelled.source,
+        "n_images": int(len(images.targets)),
+        "per_class": {lb: int((images.targets == i).sum()) for i, lb in enumerate(labels)},
+        "skipped_unreadable": len(images.skipped),
+        "skipped": images.skipped[:50],
+        "unknown_labels": labelled.unknown,
+        "ignored_files": labelled.ignored,
+    }
+
+
+def _report(opts, s: _Setup, ref_logits, backends, rows, latency, power, failed) -> dict:
+    """The report dict (schema ``edgeft.bench/1``)."""
+    import edgeft
+    from benchmarks.options import REMOTE_ONLY
+    from benchmarks.report import SCHEMA_ID
+    from edgeft.platform.env import capture
+    from edgeft.provenance import now_iso
+
+    breaches = {r["backend"]: r["breaches"] for r in rows if r["breaches"]}
+    reference = {
+        "backend": "torch",
+        "device": "cpu",
+        "precision": "fp32",
+        "n": int(len(ref_logits)),
+        "accuracy": float((ref_logits.argmax(1) == s.ref_images.targets).mean()),
+    }
+    return {
+        "schema": SCHEMA_ID,
+        "created": now_iso(),
+        "edgeft": edgeft.__version__,
+        "bundle": _bundle_section(s.bundle),
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(opts).items()
+            if k not in (*REMOTE_ONLY, "quiet")
+        },
+        "environment": capture(opts.device, opts.threads, s.jetson),
+        "data": _data_section(s.labelled, s.ref_images, s.bundle.labels),
+        "backends": backends,
+        "ladder": {"reference": reference, "rows": rows},
+        "latency": latency,
+        "power": power,
+        "verdict": {"passed": not breaches and not failed, "breaches": breaches, "failed": failed},
+        "files": {"plots": [], "contact_sheets": {}},
+        "out": str(s.out_dir),
+    }

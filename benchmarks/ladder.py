@@ -10,9 +10,9 @@ the artifact's record would feed it, so a wrong record shows up as an accuracy d
 Tolerances (:data:`DEFAULT_TOLERANCES`, from :mod:`edgeft.parity`):
 
 ==========  ===============  =================  ============
-precision   min agreement    max accuracy drop  max |diff|
+precision   min agreement    max accuracy drop  max scaled diff
 ==========  ===============  =================  ============
-fp32        100%             0 pp               1e-4 (logits)
+fp32        99.5%            0.5 pp             1e-4 (|diff|/(1+|ref|))
 fp16        99%              0.5 pp             not checked
 int8        90%              1.0 pp             not checked
 ==========  ===============  =================  ============
@@ -21,24 +21,19 @@ An artifact exported with a tolerance of its own (its parity record's, e.g. ``ed
 export --max-accuracy-drop 2``) is judged by that one, so export and bench agree on it.
 Override them per precision or per backend with ``KEY.FIELD=VALUE`` strings
 (:func:`parse_tolerances`), e.g. ``int8.max_accuracy_drop=2`` or
-``onnx.max_abs_diff=1e-3``; ``max_abs_diff=none`` switches the logit check off.
+``onnx.max_scaled_diff=1e-3``; ``max_scaled_diff=none`` switches the logit check off.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgeft.errors import UserError
-from edgeft.parity import DEFAULT_TOLERANCES, Tolerance, bundle_valid_samples, tolerance_for
-from edgeft.preprocess import is_image_file
+from edgeft.parity import DEFAULT_TOLERANCES, Tolerance, tolerance_for
 
 __all__ = [
     "DEFAULT_TOLERANCES",
-    "LabelledSet",
-    "labelled_samples",
     "parse_tolerances",
     "backend_tolerance",
     "ladder_row",
@@ -51,88 +46,12 @@ _FIELD_ALIASES = {
     "max_accuracy_drop": "max_accuracy_drop",
     "accuracy_drop": "max_accuracy_drop",
     "drop": "max_accuracy_drop",
-    "max_abs_diff": "max_abs_diff",
-    "abs_diff": "max_abs_diff",
+    "max_scaled_diff": "max_scaled_diff",
+    "scaled_diff": "max_scaled_diff",
+    "max_abs_diff": "max_scaled_diff",  # the name before the scaled bound; same role
+    "abs_diff": "max_scaled_diff",
 }
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass
-class LabelledSet:
-    """The labelled images a bench runs on, before decoding.
-
-    Attributes:
-        samples: ``(path, label)`` pairs whose label the bundle knows.
-        source: where they came from, for the report.
-        unknown: labels found in the data that the bundle does not know -> image count
-            (excluded).
-        ignored: files skipped because their extension is not an image's.
-    """
-
-    samples: list[tuple[Path, str]]
-    source: str
-    unknown: dict[str, int] = field(default_factory=dict)
-    ignored: int = 0
-
-
-def labelled_samples(bundle, data: Path | None) -> LabelledSet:
-    """Labelled images from ``data`` (a folder of class folders), or the bundle's validation split.
-
-    A ``valid/`` (or ``val/``) subfolder is used when ``data`` itself holds no class folder
-    named after a label. Class folders whose name is not a label of the bundle are counted
-    and excluded.
-
-    Raises:
-        UserError: the folder is missing, holds no class folders, or no image of a known label.
-    """
-    if data is None:
-        return LabelledSet(
-            bundle_valid_samples(bundle), "the bundle's validation split (split.json)"
-        )
-    data = Path(data).expanduser()
-    if not data.is_dir():
-        raise UserError(
-            f"--data {data} is not a folder: pass a folder of class folders (<label>/<images>)"
-        )
-    labels = set(bundle.labels)
-
-    def class_dirs(root: Path) -> list[Path]:
-        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    root = data
-    if not any(d.name in labels for d in class_dirs(data)):
-        for sub in ("valid", "val"):
-            if (data / sub).is_dir() and any(d.name in labels for d in class_dirs(data / sub)):
-                root = data / sub
-                break
-    dirs = class_dirs(root)
-    if not dirs:
-        raise UserError(
-            f"--data {data} holds no class folders: expected {data}/<label>/<images> "
-            f"with labels from the bundle ({_some(bundle.labels)})"
-        )
-    samples, unknown, ignored = [], {}, 0
-    for d in dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-        images = [p for p in files if is_image_file(p)]
-        ignored += len(files) - len(images)
-        if d.name in labels:
-            samples += [(p, d.name) for p in images]
-        else:
-            unknown[d.name] = len(images)
-    if not samples:
-        if unknown:
-            raise UserError(
-                f"none of the class folders in {root} ({_some(sorted(unknown))}) is a label of "
-                f"the bundle ({_some(bundle.labels)}): name the folders after the bundle's labels"
-            )
-        raise UserError(f"no labelled images in {root}: expected {root}/<label>/<image files>")
-    return LabelledSet(samples, str(root), unknown, ignored)
-
-
-def _some(items, n: int = 6) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (f" ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def parse_tolerances(items: list[str] | None, backends=()) -> dict[str, dict]:
@@ -140,7 +59,7 @@ def parse_tolerances(items: list[str] | None, backends=()) -> dict[str, dict]:
 
     ``KEY`` is a precision (fp32, fp16, int8) or a backend name; ``FIELD`` is
     ``min_agreement`` (a fraction 0..1), ``max_accuracy_drop`` (percentage points) or
-    ``max_abs_diff`` (a number, or ``none``).
+    ``max_scaled_diff`` (a number, or ``none``).
 
     Raises:
         UserError: a malformed item, unknown key or field, or a value out of range.
@@ -162,10 +81,10 @@ def parse_tolerances(items: list[str] | None, backends=()) -> dict[str, dict]:
         if fname is None:
             raise UserError(
                 f"--tolerance {item!r}: unknown field {name!r}: use min_agreement, "
-                "max_accuracy_drop or max_abs_diff"
+                "max_accuracy_drop or max_scaled_diff"
             )
         value = value.strip()
-        if fname == "max_abs_diff" and value.lower() in ("none", "off"):
+        if fname == "max_scaled_diff" and value.lower() in ("none", "off"):
             parsed = None
         else:
             try:

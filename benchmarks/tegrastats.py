@@ -67,7 +67,7 @@ THROTTLE_DEFINITION = (
     "(1) the GPU (GR3D) clock, while its load was >= high_load_pct, fell below "
     "drop_ratio x the highest GPU clock seen earlier in the run; (2) the same for a CPU "
     "core; (3) a temperature reached a limit given in temp_limits_c (for example the "
-    "kernel's passive trip points, see benchmarks.jetson.throttle_trip_points_c). It is "
+    "kernel's passive trip points, see edgeft.platform.jetson.throttle_trip_points_c). It is "
     "a sign of thermal/power capping, not proof: a clock change by the governor or an "
     "nvpmodel change during the run looks the same."
 )

@@ -33,32 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.options import CameraOptions
 from deploy.sources import quiet_opencv
 from edgeft.errors import UserError
 
 STAGES = ("capture", "preprocess", "wait", "inference", "post")
-
-
-@dataclass
-class CameraOptions:
-    """Everything ``edgeft camera`` takes (see ``edgeft camera --help``)."""
-
-    bundle: Path
-    source: str
-    backend: str = "auto"
-    device: str = "auto"
-    threads: int | None = None
-    top_k: int = 3
-    smooth: int = 1
-    roi: str | None = None
-    out: Path | None = None
-    video: Path | None = None
-    serve: str | None = None
-    max_frames: int = 0
-    loop: bool = False
-    realtime: bool = False
-    retries: int = 0
-    summary: Path | None = None
 
 
 class _Output:
@@ -131,7 +110,11 @@ def run_camera(opts: CameraOptions, log=None) -> dict:
         from edgeft.runtime import Classifier
 
         clf = Classifier.load(
-            opts.bundle, backend=opts.backend, device=opts.device, threads=opts.threads
+            opts.bundle,
+            backend=opts.backend,
+            device=opts.device,
+            threads=opts.threads,
+            trust_modified=opts.trust_modified,
         )
         cleanup.append(clf.close)
         h, w = clf.bundle.preprocessing.size

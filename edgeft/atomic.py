@@ -26,8 +26,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(is_dir: bool = False) -> int:
+    """The mode a plain ``open``/``mkdir`` would give a new file or folder (umask applied):
+    ``mkstemp``/``mkdtemp`` use 0600/0700, which a service user (``User=edgeft`` in
+    ``deploy/``) could not read after an atomic replace."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data, fsync: bool = False) -> Path:
     """Write ``data`` (bytes-like) to ``path`` via a temporary file and ``os.replace``.
+
+    The file keeps the mode of the file it replaces (or gets the umask's default).
 
     Args:
         fsync: flush the data to disk before the rename (for large artifacts that must
@@ -37,11 +52,13 @@ def write_bytes_atomic(path: str | os.PathLike, data, fsync: bool = False) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        mode = path.stat().st_mode & 0o7777 if path.is_file() else default_mode()
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -65,6 +82,7 @@ def replace_dir(out: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        os.chmod(tmp, out.stat().st_mode & 0o7777 if out.is_dir() else default_mode(True))
         fill(tmp)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

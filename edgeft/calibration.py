@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeft.data import scan_class_folders
 from edgeft.errors import UserError
-from edgeft.preprocess import ImageError, Preprocessing, image_to_input, is_image_file, load_rgb
+from edgeft.images import ImageError, is_image_file, load_rgb
+from edgeft.preprocess import Preprocessing, image_to_input
 
 DEFAULT_COUNT = 200
 
@@ -72,20 +74,18 @@ class CalibrationSet:
 
 
 def _folder_candidates(folder: Path) -> list[tuple[Path, str | None]]:
+    """Class folders (through the one scanner, :func:`edgeft.data.scan_class_folders`) and
+    loose images directly in ``folder``."""
     if not folder.exists():
         raise UserError(
             f"--calib-data {folder} does not exist: pass a folder of images or of class folders"
         )
     if not folder.is_dir():
         raise UserError(f"--calib-data {folder} is not a folder")
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    has_classes = any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
     items: list[tuple[Path, str | None]] = []
-    for cdir in classes:
-        items += [
-            (p, cdir.name)
-            for p in sorted(cdir.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")
-        ]
+    if has_classes:
+        items += scan_class_folders(folder, "--calib-data", allow_empty=True)
     items += [
         (p, None) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
     ]
@@ -119,6 +119,21 @@ def stratified_order(
     return out
 
 
+def _candidates(bundle, calib_data) -> tuple[list[tuple[Path, str | None]], str]:
+    if calib_data is not None:
+        folder = Path(calib_data).expanduser().resolve()
+        return _folder_candidates(folder), str(folder)
+    train = bundle.split()["train"]
+    candidates = [(Path(p), label) for p, label in train if Path(p).is_file()]
+    if not candidates:
+        where = train[0][0] if train else bundle.path / "split.json"
+        raise UserError(
+            f"the bundle's training images are gone (e.g. {where}): pass calibration images "
+            "with --calib-data DIR"
+        )
+    return candidates, "bundle training images (split.json)"
+
+
 def load_calibration(
     bundle,
     pp: Preprocessing,
@@ -142,19 +157,7 @@ def load_calibration(
     """
     if count < 1:
         raise UserError(f"--calib-count must be at least 1, not {count}")
-    if calib_data is not None:
-        folder = Path(calib_data).expanduser().resolve()
-        candidates = _folder_candidates(folder)
-        source = str(folder)
-    else:
-        train = bundle.split()["train"]
-        candidates = [(Path(p), label) for p, label in train if Path(p).is_file()]
-        source = "bundle training images (split.json)"
-        if not candidates:
-            where = train[0][0] if train else bundle.path / "split.json"
-            raise UserError(
-                f"the bundle's training images are gone (e.g. {where}): pass calibration images with --calib-data DIR"
-            )
+    candidates, source = _candidates(bundle, calib_data)
     ordered = stratified_order(candidates, seed)
     xs, paths, skipped, per_class = [], [], [], {}
     for path, label in ordered:

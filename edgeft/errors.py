@@ -28,3 +28,22 @@ class ParityError(UserError):
     def __init__(self, message: str, figures: dict | None = None):
         super().__init__(message)
         self.figures = figures or {}
+
+
+def validation_message(exc, where: str) -> str:
+    """One line from a pydantic ``ValidationError``: the first problem, with its field path.
+
+    Args:
+        exc: the ``pydantic.ValidationError``.
+        where: what was validated (``bundle.json``, ``preprocessing``), prefixed to the path.
+    """
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return f"{where}: invalid"
+    first = errors[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    field = f"{where}.{loc}" if loc else where
+    got = first.get("input")
+    shown = "" if first.get("type") == "missing" else f" (got {repr(got)[:60]})"
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    return f"{field}: {first.get('msg', 'invalid')}{shown}{more}"

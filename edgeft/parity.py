@@ -10,14 +10,15 @@ images whose prediction flipped. Tolerances are per precision. Export checks and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeft.errors import UserError
+from edgeft.images import ImageError, load_rgb
 from edgeft.metrics import softmax
-from edgeft.preprocess import ImageError, Preprocessing, image_to_input, load_rgb
+from edgeft.preprocess import Preprocessing, image_to_input
 
 
 @dataclass(frozen=True)
@@ -27,25 +28,33 @@ class Tolerance:
     Attributes:
         min_agreement: lowest top-1 agreement with the reference (0..1).
         max_accuracy_drop: largest accuracy drop in percentage points.
-        max_abs_diff: largest absolute difference of outputs (logits), or ``None`` to skip.
+        max_scaled_diff: largest ``|out - ref| / (1 + |ref|)`` over all outputs, or
+            ``None`` to skip: ``numpy.allclose``'s test with ``atol = rtol`` (Polygraphy and
+            optimum compare with ``atol + rtol * |ref|`` too), so the bound grows with the
+            logits' scale instead of being one absolute number.
     """
 
     min_agreement: float
     max_accuracy_drop: float
-    max_abs_diff: float | None = None
+    max_scaled_diff: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# FP32 must match to float error (100% agreement, |logit diff| <= 1e-4). Reduced precisions
-# are judged on answers, not logits: mainly the accuracy drop, with an agreement floor.
+# FP32 must match to float error: every logit within 1e-4 * (1 + |ref|). An absolute 1e-4
+# was below what two correct FP32 kernels promise: PyTorch vs ONNX Runtime with AVX-512
+# accumulation differed by 1.06e-4 on 224 px logits of a correct model (issue 14.9). The
+# scaled bound still fails a swapped mean/std or a swapped logit column by orders of
+# magnitude (tests/core/test_parity.py). FP32 answers may differ only where two logits tie
+# within that error: agreement at least 99.5%, accuracy drop at most 0.5 pp.
+# Reduced precisions are judged on answers, not logits: the accuracy drop, with an agreement floor.
 # INT8's floor is 90%: on 400 EuroSAT images the agreement of good INT8 models moved between
 # 93.5% and 96.75% with the number of float layers while the drop stayed within 1 point, and
 # a 95% floor made export's float fallback chase that noise (12 layers kept in float).
 # Export and bench share these defaults, so bench never fails what export just passed.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(min_agreement=1.0, max_accuracy_drop=0.0, max_abs_diff=1e-4),
+    "fp32": Tolerance(min_agreement=0.995, max_accuracy_drop=0.5, max_scaled_diff=1e-4),
     "fp16": Tolerance(min_agreement=0.99, max_accuracy_drop=0.5),
     "int8": Tolerance(min_agreement=0.90, max_accuracy_drop=1.0),
 }
@@ -70,6 +79,8 @@ class LabelledImages:
     targets: np.ndarray
     paths: list[str]
     skipped: list[tuple[str, str]]
+    source: str = ""  # where the images came from, for records and reports
+    unknown: dict = field(default_factory=dict)  # class folders that are not labels -> count
 
 
 def load_labelled(
@@ -164,7 +175,10 @@ def compare(
     top_ref = np.argsort(-ref, 1, kind="stable")[:, :k]
     top_out = np.argsort(-out, 1, kind="stable")[:, :k]
     overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])
+    finite = np.isfinite(out)
+    out = np.where(finite, out, np.inf)
     diff = np.abs(ref - out)
+    scaled = diff / (1.0 + np.abs(ref))
     recall_change = {}
     for i, label in enumerate(labels):
         m = targets == i
@@ -189,6 +203,8 @@ def compare(
         "top5_overlap": float(overlap),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
+        "max_scaled_diff": float(scaled.max()),
+        "non_finite": int((~finite).sum()),
         "compared_on": out_kind,
         "recall_change": recall_change,
         "flipped": flipped,
@@ -206,6 +222,12 @@ def breaches(figures: dict, tol: Tolerance) -> list[str]:
         out.append(
             f"accuracy drop {figures['accuracy_drop_pp']:.2f} pp > {tol.max_accuracy_drop:.2f} pp"
         )
-    if tol.max_abs_diff is not None and figures["max_abs_diff"] > tol.max_abs_diff:
-        out.append(f"max |diff| {figures['max_abs_diff']:.2e} > {tol.max_abs_diff:.0e}")
+    if figures.get("non_finite"):
+        out.append(f"{figures['non_finite']} non-finite outputs (NaN or inf)")
+    scaled = figures.get("max_scaled_diff")
+    if tol.max_scaled_diff is not None and scaled is not None and scaled > tol.max_scaled_diff:
+        out.append(
+            f"max |diff|/(1+|ref|) {scaled:.2e} > {tol.max_scaled_diff:.0e} "
+            f"(max |diff| {figures['max_abs_diff']:.2e})"
+        )
     return out

@@ -7,10 +7,28 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.bundle import Bundle
+from edgeft import formats
+from edgeft.bundle import Bundle, artifact_preprocessing
 from edgeft.errors import UserError
+from edgeft.images import ImageError, is_image_file, load_rgb
 from edgeft.metrics import softmax
-from edgeft.preprocess import ImageError, image_to_input, is_image_file, load_rgb
+from edgeft.options import opt
+from edgeft.preprocess import image_to_input
+
+
+@dataclass
+class PredictOptions:
+    """``edgeft predict`` options."""
+
+    bundle: Path = opt(help="Bundle folder.", argument=True)
+    images: list[Path] = opt(help="Image files or folders.", argument=True)
+    top_k: int = opt(3, "How many labels per image.")
+    backend: str = opt("torch", "Backend to run: " + ", ".join(formats.names()) + ".")
+    device: str = opt("cpu", "cpu or cuda.")
+    as_json: bool = opt(False, "JSON lines instead of a table.", "--json")
+    trust_modified: bool = opt(
+        False, "Run an artifact whose sha256 differs from its record (warned) instead of refusing."
+    )
 
 
 @dataclass
@@ -48,6 +66,7 @@ def predict(
     backend: str = "torch",
     batch_size: int = 32,
     device: str = "cpu",
+    trust_modified: bool = False,
 ):
     """Classify images with a bundle through one of its runners.
 
@@ -58,15 +77,17 @@ def predict(
     Raises:
         UserError: bad bundle, no readable image, or ``top_k`` < 1.
     """
-    from edgeft.runners import get_runner
-
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {top_k}")
-    bundle = Bundle.load(bundle_path)
-    labels, pp = bundle.labels, bundle.preprocessing
+    bundle = Bundle.load(bundle_path, trust_modified)
+    labels = bundle.labels
     paths = collect_images(inputs)
     preds, skipped = [], []
-    runner = get_runner(backend, bundle, device=device)
+    ok, why = formats.status(backend, bundle, device)
+    if not ok:
+        raise UserError(f"backend {backend} cannot run {bundle.path} here: {why}")
+    runner = formats.make_runner(backend, bundle, device)
+    pp, _, _ = artifact_preprocessing(bundle, runner.record)
     if not runner.normalized_input:
         pp = pp.folded()
     with runner:
@@ -80,7 +101,13 @@ def predict(
                     skipped.append((str(p), str(exc)))
             if not arrays:
                 continue
-            probs = softmax(runner.infer(np.stack(arrays)))
+            out = np.asarray(runner.infer(np.stack(arrays)), dtype=np.float64)
+            probs = out if runner.output == "probs" else softmax(out)
+            if not np.isfinite(probs).all():
+                raise UserError(
+                    f"backend {backend} returned non-finite outputs for {chunk[0]}: the model "
+                    "is broken (NaN weights?); re-run finetune or export"
+                )
             k = min(top_k, len(labels))
             for p, row in zip(chunk, probs, strict=True):
                 idx = np.argsort(-row, kind="stable")[:k]

@@ -22,46 +22,42 @@ The contract (``bundle.json`` → ``preprocessing``), applied in this order:
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from edgeft.errors import UserError
+from edgeft.images import ImageError, is_image_file, load_rgb, to_rgb
+
+__all__ = ["ImageError", "Preprocessing", "is_image_file", "load_rgb", "to_rgb"]
 
 RESIZE_METHODS = ("crop", "squish")
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".gif",
-    ".ppm",
-    ".pgm",
-)
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
-class ImageError(UserError):
-    """An image file that cannot be decoded."""
+_Side = Annotated[int, Field(gt=0, le=16384)]
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+_Std = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="ignore"))
 class Preprocessing:
-    """How an image becomes model input; stored in ``bundle.json``."""
+    """How an image becomes model input; stored in ``bundle.json`` (validated on load:
+    positive sizes, finite mean, positive finite std, known methods)."""
 
-    size: tuple[int, int]  # (height, width)
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize: str = "crop"
-    interpolation: str = "bilinear"
-    channel_order: str = "RGB"
-    value_range: tuple[float, float] = (0.0, 1.0)
-    layout: str = "NCHW"
+    size: tuple[_Side, _Side]  # (height, width)
+    mean: tuple[_Finite, _Finite, _Finite]
+    std: tuple[_Std, _Std, _Std]
+    resize: Literal["crop", "squish"] = "crop"
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    channel_order: Literal["RGB"] = "RGB"
+    value_range: tuple[_Finite, _Finite] = (0.0, 1.0)
+    layout: Literal["NCHW"] = "NCHW"
     normalize_in_graph: bool = False
     exif_transpose: bool = True
     notes: list[str] = field(
@@ -71,20 +67,6 @@ class Preprocessing:
         ]
     )
 
-    def __post_init__(self):
-        self.size = tuple(int(s) for s in self.size)
-        self.mean = tuple(float(m) for m in self.mean)
-        self.std = tuple(float(s) for s in self.std)
-        self.value_range = tuple(float(v) for v in self.value_range)
-        if self.resize not in RESIZE_METHODS:
-            raise UserError(
-                f"unknown resize method {self.resize!r}: use one of {', '.join(RESIZE_METHODS)}"
-            )
-        if self.interpolation not in _RESAMPLE:
-            raise UserError(
-                f"unknown interpolation {self.interpolation!r}: use one of {', '.join(_RESAMPLE)}"
-            )
-
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("size", "mean", "std", "value_range"):
@@ -93,46 +75,25 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """Validate a stored contract (unknown keys are ignored).
+
+        Raises:
+            UserError: one line naming the first invalid field.
+        """
+        from pydantic import ValidationError
+
+        from edgeft.errors import validation_message
+
+        try:
+            return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        except ValidationError as exc:
+            raise UserError(validation_message(exc, "preprocessing")) from None
 
     def folded(self) -> Preprocessing:
         """The contract a graph with mean/std folded in expects (only resize and 0..1)."""
         d = self.to_dict()
         d["normalize_in_graph"] = True
         return Preprocessing.from_dict(d)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow image to 8-bit RGB as training did."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        # PIL's own I;16 -> RGB conversion clips at 255; X-ray PNGs are often 16-bit.
-        arr = (np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8)
-        img = Image.fromarray(arr, mode="L")
-    elif img.mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
-def load_rgb(path: str | Path, exif_transpose: bool = True) -> Image.Image:
-    """Decode an image file fully and convert it to RGB.
-
-    Raises:
-        ImageError: the file is missing, not an image, or corrupt.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if exif_transpose:
-                im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
-    except FileNotFoundError:
-        raise ImageError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"cannot decode image {path}: {exc}") from None
 
 
 def crop_box(orig_w: int, orig_h: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
@@ -224,8 +185,3 @@ def preprocess(item, pp: Preprocessing, normalize: bool | None = None) -> np.nda
 def preprocess_batch(items, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
     """Stack :func:`preprocess` of several items into one ``NCHW`` float32 batch."""
     return np.stack([preprocess(it, pp, normalize) for it in items])
-
-
-def is_image_file(path: Path) -> bool:
-    """Whether the file name has an image extension edgeft reads."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS

@@ -25,10 +25,13 @@ import contextlib
 import copy
 import io
 import json
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeft.errors import UserError
+from exporters.request import BuildResult
 
 DYNAMO = False  # see the module docstring
 DEFAULT_OPSET = 17
@@ -265,3 +268,41 @@ def export_onnx(
         "ops": dict(sorted(ops.items())),
         "exporter_warnings": notes,
     }
+
+
+@dataclass
+class Options:
+    """What :func:`build` takes from ``edgeft export``'s options."""
+
+    opset: int = DEFAULT_OPSET
+    fold_normalize: bool = False
+    softmax: bool = False
+
+
+def preflight(options: Options) -> None:
+    """Refuse an opset this torch cannot write, before any work."""
+    check_opset(options.opset)
+
+
+def build(req) -> BuildResult:
+    """Leaf exporter of ``onnx`` / ``onnx-folded``: the PyTorch model to an FP32 ONNX file."""
+    from edgeft.console import console
+
+    o = req.options
+    t0 = time.perf_counter()
+    build_info = export_onnx(
+        req.model(),
+        req.pp,
+        list(req.labels),
+        req.out,
+        opset=o.opset,
+        fold_normalize=o.fold_normalize,
+        softmax=o.softmax,
+        metadata=req.metadata,
+    )
+    console().print(f"exporting {req.fmt.name} (opset {o.opset}): {time.perf_counter() - t0:.1f} s")
+    target = {
+        "runtime": "any ONNX runtime (checked with onnxruntime, CPUExecutionProvider)",
+        "input": "RGB 0..1 (mean/std in the graph)" if o.fold_normalize else "RGB normalised with mean/std",
+    }
+    return BuildResult(build=build_info, target=target)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import platform
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -39,36 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.errors import UserError
+from edgeft.platform.cpu import cpu_int8_info  # noqa: F401  (re-exported)
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("ort-cpu", "tensorrt")
 HIST_BINS = 2048
 PERCENTILE = 99.999
-
-
-def cpu_int8_info() -> dict:
-    """This machine's int8 dot-product instructions and whether 7-bit weights are needed."""
-    machine = platform.machine().lower()
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    x86 = machine in ("x86_64", "amd64", "i686", "x86")
-    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    isa = "+".join(
-        sorted(
-            flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}
-        )
-    )
-    reduce = x86 and not vnni
-    why = (
-        "x86-64 without VNNI: uint8 x int8 products saturate in int16 (vpmaddubsw); weights use 7 bits"
-        if reduce
-        else "int8 dot products without saturation here (VNNI or ARM): full 8-bit weights"
-    )
-    return {"machine": machine, "isa": isa or None, "reduce_range": reduce, "reason": why}
 
 
 def _quiet_ort():
@@ -110,7 +86,9 @@ def input_name(model_path) -> str:
     return onnx.load(str(model_path), load_external_data=False).graph.input[0].name
 
 
-def calibrate(model_path, x: np.ndarray, method: str = "minmax") -> dict[str, list[float]]:
+def calibrate(
+    model_path, x: np.ndarray, method: str = "minmax", workdir=None
+) -> dict[str, list[float]]:
     """Activation ranges ``{tensor: [min, max]}`` of an FP32 ONNX model over inputs ``x``.
 
     Args:
@@ -119,6 +97,11 @@ def calibrate(model_path, x: np.ndarray, method: str = "minmax") -> dict[str, li
         method: ``minmax`` (observed extremes), ``entropy`` (KL-optimal clipping of a
             2048-bin histogram to 128 levels, TensorRT's method) or ``percentile``
             (99.999th percentile of |x| on each side).
+        workdir: a private folder for the calibrator's files (default: a system temp folder).
+            ONNX Runtime writes a shape-inferred copy next to the model it is given
+            (``<name>-inferred.onnx``), so the model is copied into a private folder first:
+            two exports of one bundle never share that name, and a killed calibration
+            leaves nothing next to the bundle's files.
     """
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -134,9 +117,11 @@ def calibrate(model_path, x: np.ndarray, method: str = "minmax") -> dict[str, li
         ),
     }[method]
     batch = 16 if method == "minmax" else _equal_batch(len(x))
-    with tempfile.TemporaryDirectory(prefix="edgeft-calib-") as tmp, _quiet_ort():
+    with tempfile.TemporaryDirectory(prefix="edgeft-calib-", dir=workdir) as tmp, _quiet_ort():
+        private = Path(tmp) / "model.onnx"
+        shutil.copyfile(model_path, private)
         calibrator = create_calibrator(
-            Path(model_path),
+            private,
             None,
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=kind,

@@ -12,21 +12,53 @@ Which path builds it (``--trt-mode auto``):
   ``onnx-int8``, which uses uint8 activations for ONNX Runtime's CPU kernels instead).
   The record says which path and which library built the engine.
 
-Parity: where the engine can run here (a GPU and the same TensorRT), it is measured on the
-validation images. Otherwise the ONNX the engine was built from is measured with ONNX
-Runtime on the CPU (FP16 weights, or the Q/DQ scales TensorRT will use), and the record
-says the engine itself was not run, and why.
+Parity is the pipeline's (:mod:`exporters.validate`): where the engine can run here (a GPU
+and the same TensorRT) it is measured itself; otherwise the ONNX it was built from is the
+proxy (FP16 weights, or the Q/DQ scales TensorRT will use), and the record says so.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeft.atomic import sha256_file
+from edgeft.console import console
 from edgeft.errors import UserError
+from edgeft.parity import fold_input
+from edgeft.platform.tensorrt import load_trt
+from exporters.request import BuildRequest, BuildResult
 from exporters.tensorrt_build import build_engine
 from exporters.tensorrt_calib import calibration_cache_key
-from exporters.tensorrt_device import probe_gpu
 
 TRT_MODES = ("auto", "flags", "typed")
 SOURCE_FILES = {"fp16": "model-fp16.onnx", "int8": "model-int8-trt.onnx"}
+
+
+@dataclass
+class Options:
+    """What the TensorRT exporter takes from ``edgeft export``'s options."""
+
+    precision: str = "fp16"
+    trt_mode: str = "auto"
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    workspace: int | None = None
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+    calib_method: str = "percentile"
+    max_accuracy_drop: float = 1.0
+    max_float_layers: int | None = None
+    opset: int = 17
+
+
+def preflight(options: Options) -> None:
+    """TensorRT must import here, and the mode and batch profile must make sense."""
+    _, info = load_trt()
+    resolve_mode(info, options.precision, options.trt_mode)
+    batch_profile(options)
 
 
 def resolve_mode(info, precision: str, requested: str = "auto") -> str:
@@ -66,123 +98,70 @@ def _calib_batches(x, size: int = 8):
         yield x[i : i + size]
 
 
-def build_trt(
-    ctx,
-    trt,
-    info,
-    precision: str,
-    fp32_path,
-    fp32_sha: str,
-    normalize_in_graph: bool,
-    out_kind: str,
-    engine_path,
-) -> dict:
-    """Build the ``trt-<precision>`` engine into ``engine_path`` (a staged name).
-
-    Returns:
-        ``{"build": engine record, "source": {...}, "figures": ..., "parity_scope": str,
-        "int8": int8 info or None}``.
-    """
-    from exporters.int8_build import build_int8
+def _typed_source(req: BuildRequest, precision: str) -> tuple[Path, dict, dict | None]:
+    """The FP16-cast or Q/DQ ONNX the strongly typed path builds from, in the workdir."""
+    from exporters.int8 import quantize_qdq
     from exporters.onnx_fp16 import to_fp16
 
-    opts = ctx.opts
-    mode = resolve_mode(info, precision, opts.trt_mode)
-    lo, opt, hi = batch_profile(opts)
-    source = {"path": ctx.rel(fp32_path), "sha256": fp32_sha, "kind": "fp32 onnx"}
-    int8_info, source_figures = None, None
-    calib = {}
-    if mode == "strongly-typed":
-        src = ctx.stage(SOURCE_FILES[precision])
-        if precision == "fp16":
-            with ctx.step("converting the ONNX to FP16"):
-                to_fp16(fp32_path, src)
-            if opts.check:
-                source_figures = ctx.figures(ctx.run_onnx(src, normalize_in_graph), out_kind)
-        else:
-            int8_info = build_int8(
-                ctx, fp32_path, fp32_sha, src, "tensorrt", normalize_in_graph, out_kind
-            )
-            source_figures = int8_info["figures"]
-        source = {
-            "path": SOURCE_FILES[precision],
-            "sha256": ctx.sha256(src),
-            "kind": "fp16 onnx (casts)"
-            if precision == "fp16"
-            else "int8 Q/DQ onnx (symmetric, no bias Q/DQ)",
-        }
-        build_from = src
+    src = req.workdir / SOURCE_FILES[precision]
+    int8_info = None
+    if precision == "fp16":
+        to_fp16(req.source, src)
     else:
-        build_from = fp32_path
-        if precision == "int8":
-            cal = ctx.calibration()
-            key = calibration_cache_key(fp32_sha, ctx.pp.to_dict(), info.version, cal.fingerprint())
-            x = ctx.model_input(cal.x, normalize_in_graph)
-            calib = {
-                "calib_batches": _calib_batches(x),
-                "calib_key": key,
-                "calib_cache": ctx.bundle.path / "calibration" / f"trt-{key}.cache",
-            }
-    with ctx.step(f"building the TensorRT engine ({info.label}, {mode})"):
-        record = build_engine(
-            build_from,
-            engine_path,
-            mode=mode,
-            min_batch=lo,
-            opt_batch=opt,
-            max_batch=hi,
-            workspace_mib=opts.workspace,
-            timing_cache=opts.timing_cache,
-            dla_core=opts.dla_core,
-            trt=trt,
-            **calib,
-        )
-    record["engine"]["path"] = ctx.final_name(engine_path)
+        int8_info = quantize_qdq(req, "tensorrt", src)
+    kind = "fp16 onnx (casts)" if precision == "fp16" else "int8 Q/DQ onnx (symmetric, no bias Q/DQ)"
+    return src, {"path": SOURCE_FILES[precision], "kind": kind}, int8_info
+
+
+def _flags_calibration(req: BuildRequest, info) -> dict:
+    cal = req.calibration()
+    key = calibration_cache_key(req.source_sha256, req.pp.to_dict(), info.version, cal.fingerprint())
+    x = fold_input(cal.x, req.pp) if req.normalize_in_graph else cal.x
+    cache = req.cache / f"trt-{key}.cache" if req.cache is not None else None
+    return {"calib_batches": _calib_batches(x), "calib_key": key, "calib_cache": cache}
+
+
+def build(req: BuildRequest) -> BuildResult:
+    """Leaf exporter of ``trt-fp16`` / ``trt-int8`` (see the module docstring)."""
+    o = req.options
+    trt, info = load_trt()
+    mode = resolve_mode(info, o.precision, o.trt_mode)
+    lo, opt, hi = batch_profile(o)
+    build_from, source, int8_info, calib, side = req.source, {"path": req.source.name}, None, {}, {}
+    if mode == "strongly-typed":
+        build_from, source, int8_info = _typed_source(req, o.precision)
+        side = {SOURCE_FILES[o.precision]: build_from}
+    elif o.precision == "int8":
+        calib = _flags_calibration(req, info)
+    t0 = time.perf_counter()
+    record = build_engine(
+        build_from, req.out, mode=mode, min_batch=lo, opt_batch=opt, max_batch=hi,
+        workspace_mib=o.workspace, timing_cache=o.timing_cache, dla_core=o.dla_core, trt=trt,
+        **calib,
+    )
+    console().print(f"building the TensorRT engine ({info.label}, {mode}): {time.perf_counter() - t0:.1f} s")
+    record["engine"]["path"] = req.fmt.file
     record["onnx"]["path"] = source["path"]
-    return {
-        "build": record,
-        "source": source,
-        "int8": int8_info,
-        **_engine_parity(
-            ctx, record, engine_path, normalize_in_graph, out_kind, precision, source_figures, mode
-        ),
-    }
-
-
-def _engine_parity(
-    ctx, record, engine_path, normalize_in_graph, out_kind, precision, source_figures, mode
-):
-    if not ctx.opts.check:
-        return {"figures": None, "parity_scope": "not checked (--no-check)"}
-    gpu, reason = probe_gpu()
-    if gpu is not None:
-        from edgeft.runners.tensorrt import TrtRunner
-
-        rec = {
-            "build": record,
-            "normalize_in_graph": normalize_in_graph,
-            "output": out_kind,
-            "precision": precision,
-        }
-        runner = TrtRunner(ctx.bundle, path=engine_path, record=rec)
-        try:
-            with runner:
-                out = ctx.run_runner(runner)
-            return {
-                "figures": ctx.figures(out, out_kind),
-                "parity_scope": f"engine on {gpu['name']}",
-            }
-        except UserError as exc:
-            reason = f"the engine could not run here: {exc}"
-    if source_figures is not None:
-        how = "Q/DQ simulated in float" if precision == "int8" else "FP16 weights, float compute"
-        scope = (
-            f"the {precision} ONNX the engine was built from, run with ONNX Runtime on the CPU ({how}); "
-            f"engine not run ({reason})"
+    if int8_info:
+        record["int8"] = {"fallback": int8_info["fallback"]}
+        record["calibration"] = int8_info["calibration"]
+        record["float_nodes"] = int8_info["float_nodes"]
+    notes = []
+    if info.flavour == "tensorrt_rtx":
+        notes.append(
+            f"{req.fmt.name} was built with {info.label} (strongly typed path): an RTX engine, "
+            "not one for a Jetson's TensorRT"
         )
-        return {"figures": source_figures, "parity_scope": scope}
-    return {
-        "figures": None,
-        "parity_scope": f"not measured: engine not run ({reason}); {mode} builds "
-        "from the FP32 ONNX, so there is no reduced-precision file to measure instead",
-    }
+    how = "Q/DQ simulated in float" if o.precision == "int8" else "FP16 weights, float compute"
+    built_from = {**source, "sha256": sha256_file(build_from)}
+    return BuildResult(
+        build=record,
+        source={"built_from": built_from},
+        target={"device": record["device"], "tensorrt": record["tensorrt"]},
+        tools={info.flavour: info.version},
+        side_files=side,
+        proxy=build_from if mode == "strongly-typed" else None,
+        proxy_optimize=o.precision != "int8",
+        proxy_scope=f"the {o.precision} ONNX the engine was built from ({how})",
+        notes=notes,
+    )

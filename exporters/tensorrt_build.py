@@ -38,9 +38,8 @@ from collections import Counter
 from pathlib import Path
 
 from edgeft.atomic import sha256_file, write_bytes_atomic
-from exporters.tensorrt_calib import make_entropy_calibrator, read_cache, rebatch
-from exporters.tensorrt_device import describe_device
-from exporters.tensorrt_env import (
+from edgeft.platform.gpu import describe_device
+from edgeft.platform.tensorrt import (
     INSTALL_HINT,
     EngineMismatch,
     TensorRTBuildError,
@@ -50,6 +49,7 @@ from exporters.tensorrt_env import (
     load_trt,
     trt_info,
 )
+from exporters.tensorrt_calib import make_entropy_calibrator, read_cache, rebatch
 
 __all__ = [
     "MODES",

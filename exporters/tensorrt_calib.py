@@ -80,84 +80,32 @@ def write_cache(cache: Path, key: str | None, data: bytes) -> None:
     write_bytes_atomic(_key_file(cache), json.dumps({"key": key}).encode())
 
 
-class _CudaPythonBuffer:
-    def __init__(self, nbytes: int):
-        try:
-            from cuda.bindings import runtime as rt
-        except ImportError:
-            from cuda import cudart as rt
-        self._rt = rt
-        err, self.ptr = rt.cudaMalloc(nbytes)
-        self._check(err, "cudaMalloc")
+class DeviceBuffer:
+    """One GPU buffer for calibration batches (memory from :mod:`edgeft.platform.cudamem`)."""
 
-    def _check(self, err, what):
-        if err != self._rt.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"{what} failed: {err}")
+    def __init__(self, nbytes: int):
+        from edgeft.platform.cudamem import cuda_memory
+
+        self.mem = cuda_memory()
+        self.backend = self.mem.name
+        self.nbytes = nbytes
+        self._buf = self.mem.alloc(nbytes)
 
     def upload(self, array: np.ndarray) -> int:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        (err,) = self._rt.cudaMemcpy(self.ptr, array.ctypes.data, array.nbytes, kind)
-        self._check(err, "cudaMemcpy")
-        return int(self.ptr)
+        """Copy ``array`` in and wait (TensorRT reads it on its own stream); its pointer."""
+        self.mem.upload(self._buf, np.ascontiguousarray(array))
+        self.mem.sync()
+        return self.mem.ptr(self._buf)
 
-    def free(self):
-        self._rt.cudaFree(self.ptr)
-
-
-class _PyCudaBuffer:
-    def __init__(self, nbytes: int):
-        import pycuda.autoinit  # noqa: F401  (creates the CUDA context, as TensorRT's samples do)
-        import pycuda.driver as drv
-
-        self._drv = drv
-        self._mem = drv.mem_alloc(nbytes)
-
-    def upload(self, array: np.ndarray) -> int:
-        self._drv.memcpy_htod(self._mem, array)
-        return int(self._mem)
-
-    def free(self):
-        self._mem.free()
-
-
-class _TorchBuffer:
-    def __init__(self, nbytes: int):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("torch sees no CUDA device")
-        self._torch = torch
-        self._mem = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-
-    def upload(self, array: np.ndarray) -> int:
-        src = self._torch.from_numpy(array.reshape(-1).view(np.uint8))
-        self._mem.copy_(src)
-        self._torch.cuda.synchronize()  # TensorRT reads it on its own stream
-        return int(self._mem.data_ptr())
-
-    def free(self):
-        self._mem = None
-
-
-_BACKENDS = (("cuda-python", _CudaPythonBuffer), ("pycuda", _PyCudaBuffer), ("torch", _TorchBuffer))
+    def free(self) -> None:
+        self.mem.free(self._buf)
+        self.mem.close()
 
 
 def allocate_device_buffer(nbytes: int):
-    """A GPU buffer from the first backend that works; returns ``(buffer, backend_name)``."""
-    reasons = []
-    for name, cls in _BACKENDS:
-        try:
-            return cls(nbytes), name
-        except ImportError as exc:
-            reasons.append(f"{name}: not installed ({exc.name or exc})")
-        except Exception as exc:
-            reasons.append(f"{name}: {exc}")
-    raise RuntimeError(
-        "INT8 calibration needs GPU buffers and none could be allocated ("
-        + "; ".join(reasons)
-        + "). Install one: `pip install cuda-python` (same CUDA major as the driver/JetPack), "
-        "`pip install pycuda`, or use NVIDIA's PyTorch wheel for Jetson."
-    )
+    """A GPU buffer for calibration; returns ``(buffer, backend_name)``."""
+    buf = DeviceBuffer(nbytes)
+    return buf, buf.backend
 
 
 def rebatch(batches: Iterable[np.ndarray], chw: tuple[int, int, int]) -> Iterator[np.ndarray]:

@@ -138,7 +138,7 @@ def camera_proc(*args, env=None) -> subprocess.Popen:
 
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.Popen(
-        [sys.executable, "-m", "edgeft.cli", "camera", *map(str, args)],
+        [sys.executable, "-m", "edgeft", "camera", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

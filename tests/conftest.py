@@ -150,7 +150,7 @@ def tiny_bundle(
 ) -> Path:
     """A real (tiny) fine-tuned bundle under ``root``: colour images, MobileNetV2 from random
     init at 32 px, one epoch (about 5-10 s). ``opts`` override FinetuneOptions fields."""
-    from edgeft.finetune import FinetuneOptions, finetune
+    from edgeft.train.finetune import FinetuneOptions, finetune
 
     data = make_color_dataset(root / "data", n_per_class=n_per_class, size=40, classes=classes)
     settings = dict(
@@ -173,6 +173,17 @@ def copy_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
+def record_artifact(bundle_path: Path, name: str, record: dict) -> None:
+    """Record ``record`` as artifact ``name`` of a bundle, as export commits one (validated,
+    under the bundle's lock); tests use it to plant artifacts export would not make."""
+    from edgeft.bundle import Bundle
+    from edgeft.manifest import ArtifactRecord
+
+    bundle = Bundle.load(bundle_path)
+    with bundle.lock():
+        bundle.record_artifacts({name: ArtifactRecord(**record)})
+
+
 @pytest.fixture
 def color_data(tmp_path):
     return make_color_dataset(tmp_path / "colors")
@@ -183,7 +194,7 @@ def run_cli(*args, env=None, timeout=600, cwd=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "edgeft.cli", *map(str, args)],
+        [sys.executable, "-m", "edgeft", *map(str, args)],
         capture_output=True,
         text=True,
         env=full_env,
@@ -212,7 +223,7 @@ def eurosat_bundle(tmp_path_factory, hub_with_weights):
     tests that modify a bundle use ``eurosat_bundle_copy``."""
     if not (EUROSAT.exists() and MOBILENET_V2_WEIGHTS.exists()):
         pytest.skip(f"real assets absent under {ASSETS} (set EDGEFT_ASSETS)")
-    from edgeft.finetune import FinetuneOptions, finetune
+    from edgeft.train.finetune import FinetuneOptions, finetune
 
     out = tmp_path_factory.mktemp("eurosat") / "bundle"
     old = os.environ.get("TORCH_HOME")

@@ -24,9 +24,10 @@ def manifest(bundle: Path) -> dict:
 
 
 def partials(bundle: Path) -> list[Path]:
-    """Temporary files an export left behind (there must be none)."""
+    """Temporary files and scratch folders an export left behind (there must be none)."""
     return [
         p
         for p in Path(bundle).rglob(".*")
-        if p.is_file() and (".partial" in p.name or ".tmp" in p.name)
+        if (p.is_file() and (".partial" in p.name or ".tmp" in p.name))
+        or (p.is_dir() and p.name.startswith(".edgeft-export-"))
     ]

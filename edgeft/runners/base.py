@@ -1,29 +1,57 @@
-"""The runner interface and the backend registry (no heavy imports here)."""
+"""The runner interface (after Polygraphy's runners): one subclass per backend, named by
+:mod:`edgeft.formats`, heavy imports only in :meth:`Runner.activate`."""
 
 from __future__ import annotations
 
 import abc
-import importlib
+from pathlib import Path
 
 import numpy as np
 
-from edgeft.errors import UserError
-
 
 class Runner(abc.ABC):
-    """Runs one form of a bundle's model on float32 ``NCHW`` batches, returning logits.
+    """Runs one form of a bundle's model on float32 ``NCHW`` batches, returning its outputs.
 
-    Subclasses import their framework in :meth:`activate`, so constructing or listing
-    runners costs nothing. Use as a context manager.
+    Constructing a runner reads (and, for artifacts, verifies) what it will run; it loads
+    nothing heavy until :meth:`activate`. Use as a context manager.
+
+    Args:
+        bundle: the :class:`edgeft.bundle.Bundle`.
+        fmt: its :class:`edgeft.formats.Format` row.
+        device: ``cpu``, ``cuda`` or ``jetson``.
+        threads: intra-op threads on the CPU (None: the framework's default).
+        path: run this file instead of the bundle's artifact (export validates a staged
+            file with it before it is recorded); ``record`` then describes it.
 
     Attributes:
-        name: backend name (``torch``, ``onnx``, ``onnx-int8``, ``trt-fp16`` ...).
+        name: the form's name (``onnx-int8`` ...).
         normalized_input: whether :meth:`infer` expects mean/std-normalised input
             (``False`` for graphs with normalisation folded in: they take 0..1).
+        output: ``logits`` or ``probs``.
     """
 
-    name = "base"
-    normalized_input = True
+    def __init__(self, bundle, fmt, device: str = "cpu", threads: int | None = None, path=None, record=None):
+        self.bundle, self.fmt, self.device, self.threads = bundle, fmt, device, threads
+        self.name = fmt.name
+        if fmt.file is None:
+            self.record, self.path = None, None
+        elif path is not None:
+            self.record, self.path = record, Path(path)
+        else:
+            self.record = bundle.artifact(fmt.name)
+            self.path = bundle.artifact_path(fmt.name)  # sha256 checked here
+        in_graph = _get(self.record, "normalize_in_graph", fmt.normalize_in_graph)
+        self.normalized_input = not in_graph
+        self.output = _get(self.record, "output", "logits")
+
+    @classmethod
+    def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
+        """Runner-specific checks beyond the table's (GPU present, engine fits ...)."""
+        return True, ""
+
+    @property
+    def precision(self) -> str:
+        return self.fmt.precision
 
     @abc.abstractmethod
     def activate(self) -> None:
@@ -31,7 +59,7 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
+        """Outputs ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
 
     @abc.abstractmethod
     def deactivate(self) -> None:
@@ -39,7 +67,12 @@ class Runner(abc.ABC):
 
     def describe(self) -> dict:
         """What this runner runs (artifact, provider, precision), for reports."""
-        return {"backend": self.name}
+        return {
+            "backend": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            **({"artifact": str(self.path)} if self.path else {}),
+        }
 
     def metadata(self) -> dict:
         """Key/value metadata the model file itself carries (ONNX ``metadata_props``)."""
@@ -54,33 +87,9 @@ class Runner(abc.ABC):
         return False
 
 
-# name -> (module, class). Each module imports its framework lazily.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "torch": ("edgeft.runners.torch_runner", "TorchRunner"),
-    "torch-fp16": ("edgeft.runners.torch_runner", "TorchFP16Runner"),
-    "onnx": ("edgeft.runners.onnxrt", "OnnxRunner"),
-    "onnx-int8": ("edgeft.runners.onnxrt", "OnnxInt8Runner"),
-    "trt-fp16": ("edgeft.runners.tensorrt", "TrtFP16Runner"),
-    "trt-int8": ("edgeft.runners.tensorrt", "TrtInt8Runner"),
-}
-
-
-def _runner_class(name: str):
-    if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r}: choose from {', '.join(BACKENDS)}")
-    module, cls = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)
-
-
-def get_runner(name: str, bundle, **options) -> Runner:
-    """Construct the runner ``name`` for ``bundle`` (not yet activated)."""
-    return _runner_class(name)(bundle, **options)
-
-
-def backend_status(name: str, bundle, device: str = "cpu") -> tuple[bool, str]:
-    """Whether backend ``name`` can run ``bundle`` on ``device`` here, and why not."""
-    try:
-        cls = _runner_class(name)
-    except ImportError as exc:
-        return False, f"cannot import its runner: {exc}"
-    return cls.available(bundle, device)
+def _get(record, key: str, default):
+    if record is None:
+        return default
+    if isinstance(record, dict):
+        return record.get(key, default)
+    return getattr(record, key, default)

@@ -1,4 +1,4 @@
-"""ONNX Runtime runners (FP32 and INT8 artifacts): CPU, CUDA or TensorRT execution providers.
+"""ONNX Runtime runner (FP32, folded and INT8 artifacts): CPU, CUDA or TensorRT providers.
 
 Imports only numpy at module level, and onnxruntime in :meth:`activate`: the runtime and
 the camera app use this runner on devices without torch.
@@ -28,46 +28,22 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def _dim(d):
+    return d if isinstance(d, int) else None
+
+
 class OnnxRunner(Runner):
-    """ONNX Runtime on the bundle's ``onnx`` artifact (FP32)."""
+    """ONNX Runtime on one of the bundle's ONNX artifacts (``fmt.name``)."""
 
-    name = "onnx"
-    artifact_name = "onnx"
-
-    def __init__(
-        self,
-        bundle,
-        device: str = "cpu",
-        threads: int | None = None,
-        artifact: str | None = None,
-        path=None,
-        providers: list[str] | None = None,
-    ):
-        self.bundle, self.device, self.threads = bundle, device, threads
-        self.artifact_name = artifact or self.artifact_name
-        self.record = bundle.artifact(self.artifact_name) if path is None else {}
-        self.path = path or bundle.path / self.record["path"]
+    def __init__(self, bundle, fmt, device="cpu", threads=None, path=None, record=None, providers=None):
+        super().__init__(bundle, fmt, device, threads, path, record)
         self.providers = providers
         self.session = None
-        self.normalized_input = not self.record.get("normalize_in_graph", False)
-        self.output = self.record.get("output", "logits")
 
     @classmethod
-    def available(cls, bundle, device: str = "cpu") -> tuple[bool, str]:
-        provs = available_providers()
-        if not provs:
-            return (
-                False,
-                "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu)",
-            )
-        if cls.artifact_name not in bundle.artifacts:
-            option = "--int8" if cls.artifact_name == "onnx-int8" else "--onnx"
-            return False, f"bundle has no {cls.artifact_name} artifact (edgeft export {option})"
-        if device in ("cuda", "jetson") and "CUDAExecutionProvider" not in provs:
-            return (
-                False,
-                "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)",
-            )
+    def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
+        if device in ("cuda", "jetson") and "CUDAExecutionProvider" not in available_providers():
+            return False, "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
         return True, ""
 
     def activate(self) -> None:
@@ -79,6 +55,7 @@ class OnnxRunner(Runner):
             ) from None
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # graph-cleanup warnings would bury a service's own log
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
@@ -86,14 +63,19 @@ class OnnxRunner(Runner):
         wanted = self.providers or PROVIDERS.get(self.device, PROVIDERS["cpu"])
         providers = [p for p in wanted if p in have] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=so, providers=providers
-            )
+            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
             ) from None
-        self.input_name = self.session.get_inputs()[0].name
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name = inp.name
+        out_dims = list(out.shape or [])
+        self.bundle.check_io(
+            self.path.name,
+            [_dim(d) for d in inp.shape or []],
+            _dim(out_dims[-1]) if out_dims else None,
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
@@ -108,19 +90,7 @@ class OnnxRunner(Runner):
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def describe(self) -> dict:
-        d = {
-            "backend": self.name,
-            "framework": "onnxruntime",
-            "artifact": str(self.path),
-            "precision": self.record.get("precision", "fp32"),
-        }
+        d = {**super().describe(), "framework": "onnxruntime"}
         if self.session is not None:
             d["providers"] = self.session.get_providers()
         return d
-
-
-class OnnxInt8Runner(OnnxRunner):
-    """ONNX Runtime on the bundle's ``onnx-int8`` artifact (static QDQ quantization)."""
-
-    name = "onnx-int8"
-    artifact_name = "onnx-int8"

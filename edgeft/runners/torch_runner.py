@@ -1,7 +1,9 @@
-"""PyTorch runners: the FP32 reference every other backend is compared against, and FP16
-autocast on CUDA."""
+"""PyTorch runners: the FP32 reference every other backend is compared against, FP16
+autocast on CUDA, and channels-last memory format on CUDA."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 
@@ -12,52 +14,48 @@ from edgeft.runners.base import Runner
 def load_torch_model(bundle):
     """Rebuild the bundle's ``nn.Sequential(body, head)`` and load its weights (no fastai).
 
-    Weights are read with ``torch.load(weights_only=True)``: a plain state_dict, never a
-    pickled object.
+    The weights' sha256 is checked against the manifest first, and they are read with
+    ``torch.load(weights_only=True)``: a plain state_dict, never a pickled object.
 
     Raises:
-        UserError: the weights file is missing or does not fit the recorded arch/head.
+        UserError: the weights file is missing, modified, unreadable, or does not fit the
+            recorded arch/head.
     """
     import torch
 
-    from edgeft.model import build_model
+    from edgeft.models.network import build_model
 
-    path = bundle.weights_path
-    if not path.is_file():
+    path = bundle.weights_file()
+    m = bundle.manifest.model
+    model = build_model(m.arch, m.num_classes, m.head)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise UserError(
-            f"bundle weights {path} are missing: the bundle is incomplete, re-run finetune"
-        )
-    model_rec = bundle.manifest["model"]
-    model = build_model(
-        model_rec["arch"], int(model_rec["num_classes"]), model_rec.get("head", "fastai")
-    )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            f"cannot read the bundle weights {path} ({str(exc).splitlines()[0][:120]}): "
+            "re-run `edgeft finetune`"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not a state_dict: re-run `edgeft finetune`")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise UserError(
-            f"{path} does not fit {model_rec['arch']}: {str(exc).splitlines()[0]}"
-        ) from None
+        raise UserError(f"{path} does not fit {m.arch}: {str(exc).splitlines()[0]}") from None
     return model.eval()
 
 
 class TorchRunner(Runner):
     """PyTorch eager, FP32."""
 
-    name = "torch"
-    precision = "fp32"
-
-    def __init__(self, bundle, device: str = "cpu", threads: int | None = None):
-        self.bundle, self.device, self.threads = bundle, device, threads
+    def __init__(self, bundle, fmt, device="cpu", threads=None, **_):
+        super().__init__(bundle, fmt, device, threads)
         self.model = None
 
     @classmethod
-    def available(cls, bundle, device: str = "cpu") -> tuple[bool, str]:
-        try:
-            import torch
-        except ImportError:
-            return False, "torch is not installed (pip install 'edgeft[cpu]')"
-        if device == "cuda" and not torch.cuda.is_available():
+    def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
+        import torch
+
+        if device in ("cuda", "jetson") and not torch.cuda.is_available():
             return False, "no CUDA device visible to torch"
         return True, ""
 
@@ -66,9 +64,14 @@ class TorchRunner(Runner):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        dev = "cuda" if self.device == "cuda" else "cpu"
-        self.model = load_torch_model(self.bundle).to(dev)
-        self._dev = dev
+        self._dev = "cuda" if self.device in ("cuda", "jetson") else "cpu"
+        self.model = self._prepare(load_torch_model(self.bundle).to(self._dev))
+
+    def _prepare(self, model):
+        return model
+
+    def _input(self, x):
+        return x
 
     def _forward(self, x):
         return self.model(x)
@@ -78,8 +81,7 @@ class TorchRunner(Runner):
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._dev)
-            out = self._forward(x)
-            return out.float().cpu().numpy()
+            return self._forward(self._input(x)).float().cpu().numpy()
 
     def synchronize(self) -> None:
         """Wait for queued GPU work (timing needs it on CUDA)."""
@@ -92,31 +94,29 @@ class TorchRunner(Runner):
         self.model = None
 
     def describe(self) -> dict:
-        return {
-            "backend": self.name,
-            "framework": "pytorch",
-            "precision": self.precision,
-            "device": self.device,
-        }
+        return {**super().describe(), "framework": "pytorch"}
 
 
 class TorchFP16Runner(TorchRunner):
     """PyTorch eager under CUDA FP16 autocast (CUDA only)."""
-
-    name = "torch-fp16"
-    precision = "fp16-autocast"
-
-    def __init__(self, bundle, device: str = "cuda", threads: int | None = None):
-        super().__init__(bundle, device, threads)
-
-    @classmethod
-    def available(cls, bundle, device: str = "cuda") -> tuple[bool, str]:
-        if device != "cuda":
-            return False, "FP16 autocast runs on CUDA only (--device cuda)"
-        return TorchRunner.available(bundle, "cuda")
 
     def _forward(self, x):
         import torch
 
         with torch.autocast("cuda", dtype=torch.float16):
             return self.model(x)
+
+
+class TorchChannelsLastRunner(TorchRunner):
+    """PyTorch eager FP32 with model and input in channels-last memory format (CUDA):
+    cuDNN's NHWC convolution kernels, the layout TensorRT and Tensor Cores prefer."""
+
+    def _prepare(self, model):
+        import torch
+
+        return model.to(memory_format=torch.channels_last)
+
+    def _input(self, x):
+        import torch
+
+        return x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,115 @@
+"""``edgeft finetune`` options, declared once (the CLI is derived from these fields)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeft.errors import UserError
+from edgeft.models.archs import arch_names, get_arch, parse_head
+from edgeft.options import opt, parse_size
+from edgeft.preprocess import RESIZE_METHODS
+from edgeft.train.strategy import Strategy, parse_strategy
+
+AUG_PRESETS = ("default", "dihedral", "none")
+BALANCE_CHOICES = ("none", "weights", "oversample")
+
+
+def parse_lr(value) -> float | str:
+    """A learning rate: a positive finite number, or ``"auto"`` (fastai's lr_find)."""
+    if isinstance(value, (int, float)):
+        lr = float(value)
+    elif str(value).strip().lower() == "auto":
+        return "auto"
+    else:
+        try:
+            lr = float(value)
+        except ValueError:
+            raise UserError(f"--lr must be a number or 'auto', not {value!r}") from None
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"--lr must be positive and finite (or 'auto'), not {value!r}")
+    return lr
+
+
+def _finite(name: str, value: float | None, minimum: float, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not math.isfinite(value) or value < minimum:
+        raise UserError(f"--{name} must be a finite number >= {minimum:g}, not {value}")
+
+
+@dataclass
+class FinetuneOptions:
+    """Everything ``edgeft finetune`` takes; defaults are edgeft's default recipe."""
+
+    data: Path = opt(help="Folder of class folders, train/+valid/ folders, or a CSV of path,label.")
+    arch: str = opt(help="Backbone: " + ", ".join(arch_names()) + ".")
+    out: Path = opt(help="Bundle folder to write.")
+    strategy: str = opt("discriminative", "head | discriminative | full | freeze:K | scratch.")
+    epochs: int = opt(4, "Epochs (after the frozen epochs for discriminative).")
+    freeze_epochs: int = opt(1, "Frozen-backbone epochs first (discriminative only).")
+    lr: float | str = opt(
+        2e-3, "Learning rate, or 'auto' (fastai lr_find, valley; recorded).", parse=parse_lr
+    )
+    lr_mult: float = opt(100.0, "Discriminative: the head's LR over the first group's.")
+    wd: float | None = opt(None, "Weight decay (L2, decoupled); default fastai's 0.01.")
+    batch_size: int = opt(64, "Batch size.")
+    size: tuple[int, int] = opt((224, 224), "Input size: N or HxW.", parse=parse_size)
+    resize: str = opt("crop", "crop (centred, fastai's default) or squish.")
+    seed: int = opt(0, "Seed of the split, the head's init and the batches.")
+    split_seed: int | None = opt(None, "Seed of the train/valid split (default: --seed).", hidden=True)
+    valid_pct: float = opt(0.2, "Share of each class held out (folder-per-class layout).")
+    valid_dir: Path | None = opt(None, "A separate folder of class folders to validate on.")
+    head: str = opt("fastai", "fastai (default head), linear, or fc:N.")
+    pretrained: bool = opt(True, "Start from ImageNet weights.")
+    weights: str | None = opt(None, "Checkpoint file, or a torchvision variant (IMAGENET1K_V1).")
+    aug: str = opt(
+        "default", "default | dihedral (90-degree rotations + flips, no colour change) | none."
+    )
+    balance: str = opt("none", "none | weights (class-weighted loss) | oversample.")
+    positive: str | None = opt(None, "Positive class for sensitivity/specificity/AUC (2 classes).")
+    workers: int = opt(0, "DataLoader worker processes.")
+    # Yosinski et al.'s transfer protocol (used by ``edgeft compare --sweep-freeze``): keep
+    # the pretrained weights of the first K body groups only and re-initialise the rest.
+    keep_pretrained_groups: int | None = None
+    force: bool = opt(False, "Replace --out if it exists.")
+    quiet: bool = opt(False, "No progress bars or tables (for scripts).")
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> Strategy:
+        """Check option values before any work starts; returns the parsed strategy.
+
+        Raises:
+            UserError: one line naming the bad option.
+        """
+        spec = get_arch(self.arch)
+        strategy = parse_strategy(self.strategy, len(spec.groups))
+        parse_head(self.head)
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, not {self.epochs}")
+        if self.freeze_epochs < 0:
+            raise UserError(f"--freeze-epochs must be 0 or more, not {self.freeze_epochs}")
+        self.lr = parse_lr(self.lr)
+        _finite("lr-mult", self.lr_mult, 1.0, allow_none=False)
+        _finite("wd", self.wd, 0.0)
+        if self.batch_size < 2:
+            raise UserError(f"--batch-size must be at least 2, not {self.batch_size}")
+        if min(self.size) < 16 or max(self.size) > 2048:
+            raise UserError(f"--size must be between 16 and 2048 pixels, not {self.size}")
+        for flag, value, choices in (
+            ("resize", self.resize, RESIZE_METHODS),
+            ("aug", self.aug, AUG_PRESETS),
+            ("balance", self.balance, BALANCE_CHOICES),
+        ):
+            if value not in choices:
+                raise UserError(f"unknown --{flag} {value!r}: use one of {', '.join(choices)}")
+        if self.workers < 0:
+            raise UserError(f"--workers must be 0 or more, not {self.workers}")
+        n_groups = len(spec.groups)
+        k = self.keep_pretrained_groups
+        if k is not None and not 0 <= k <= n_groups:
+            raise UserError(f"keep_pretrained_groups must be between 0 and {n_groups}")
+        if strategy.name == "scratch" and self.weights:
+            raise UserError("--strategy scratch trains from random weights: drop --weights")
+        return strategy
