@@ -181,7 +181,9 @@ def _setup(opts: BenchOptions) -> _Setup:
         jetson = require_jetson(opts.jetson_root)
     overrides = parse_tolerances(opts.tolerances, formats.names())
     if opts.data is None:
-        labelled = LabelledSet(bundle_valid_samples(bundle), "the bundle's validation split (split.json)")
+        labelled = LabelledSet(
+            bundle_valid_samples(bundle), "the bundle's validation split (split.json)"
+        )
     else:
         labelled = labelled_folder(opts.data, bundle.labels)
     names = opts.backends or formats.names()

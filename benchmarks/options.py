@@ -73,7 +73,8 @@ class BenchOptions:
         "Show two report.json files side by side (writes compare.md into --out if given).",
     )
     trust_modified: bool = opt(
-        False, "Run artifacts whose sha256 differs from their record (reported) instead of refusing them."
+        False,
+        "Run artifacts whose sha256 differs from their record (reported) instead of refusing them.",
     )
     options_json: Path | None = opt(
         None, "Read every option from this JSON file (what --remote sends).", hidden=True
@@ -117,7 +118,16 @@ class BenchOptions:
         parse_tolerances(self.tolerances, formats.names())
 
 
-REMOTE_ONLY = ("remote", "ssh_key", "remote_edgeft", "compare", "options_json", "jetson_root", "tegrastats", "tegrastats_interval_ms")
+REMOTE_ONLY = (
+    "remote",
+    "ssh_key",
+    "remote_edgeft",
+    "compare",
+    "options_json",
+    "jetson_root",
+    "tegrastats",
+    "tegrastats_interval_ms",
+)
 
 
 def read_options_json(path: Path, given: BenchOptions) -> BenchOptions:

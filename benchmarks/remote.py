@@ -102,7 +102,11 @@ def _bench_there(remote, opts, folder: str, tmp: Path) -> None:
     if done.returncode not in (0, 3):
         err = done.stderr.decode(errors="replace")
         said = [ln for ln in err.splitlines() if ln.startswith("edgeft: error:")]
-        why = said[-1][len("edgeft: error:") :].strip() if said else (err.strip().splitlines() or ["?"])[-1]
+        why = (
+            said[-1][len("edgeft: error:") :].strip()
+            if said
+            else (err.strip().splitlines() or ["?"])[-1]
+        )
         raise UserError(f"edgeft bench on {remote.host} failed (exit {done.returncode}): {why}")
 
 
@@ -130,7 +134,9 @@ def run_remote(opts, method: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeft-remote-") as tmp:
         tmp = Path(tmp)
         try:
-            console().print(f"copying {bundle.path} and the labelled images to {remote.host}:{folder} ({method})")
+            console().print(
+                f"copying {bundle.path} and the labelled images to {remote.host}:{folder} ({method})"
+            )
             mapping = _push_inputs(remote, bundle, opts, folder, tmp, method)
             times["copy_s"] = round(time.perf_counter() - t0, 2)
             console().print(f"running edgeft bench on {remote.host}")

@@ -18,7 +18,8 @@ class CameraOptions:
         "(Jetson), or gst:PIPELINE."
     )
     backend: str = opt(
-        "auto", "auto (best this machine runs) or a backend name (`edgeft bench --help` lists them)."
+        "auto",
+        "auto (best this machine runs) or a backend name (`edgeft bench --help` lists them).",
     )
     device: str = opt("auto", "auto, cpu or cuda.")
     threads: int | None = opt(None, "Inference threads on the CPU (default: the engine's).")

@@ -153,7 +153,10 @@ class Bundle:
             raise ArtifactModified(message + f": {fix}, or pass --trust-modified to run it anyway")
         if str(path) not in _warned:
             _warned.add(str(path))
-            print(f"edgeft: warning: {message}; running it because of --trust-modified", file=sys.stderr)
+            print(
+                f"edgeft: warning: {message}; running it because of --trust-modified",
+                file=sys.stderr,
+            )
         return path
 
     def artifact_path(self, name: str) -> Path:
@@ -187,13 +190,13 @@ class Bundle:
         """
         want = self.input_shape
         dims = list(input_shape)[1:] if input_shape is not None else []
-        if len(dims) == 3 and all(isinstance(d, int) and d > 0 for d in dims):
-            if tuple(dims) != want:
-                raise UserError(
-                    f"{what} takes input {dims[0]}x{dims[1]}x{dims[2]} but the bundle preprocesses "
-                    f"to {want[0]}x{want[1]}x{want[2]}: the file does not belong to this bundle; "
-                    "re-export it"
-                )
+        known = len(dims) == 3 and all(isinstance(d, int) and d > 0 for d in dims)
+        if known and tuple(dims) != want:
+            raise UserError(
+                f"{what} takes input {dims[0]}x{dims[1]}x{dims[2]} but the bundle preprocesses "
+                f"to {want[0]}x{want[1]}x{want[2]}: the file does not belong to this bundle; "
+                "re-export it"
+            )
         n = len(self.manifest.labels)
         if isinstance(n_outputs, int) and n_outputs > 0 and n_outputs != n:
             raise UserError(

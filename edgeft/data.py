@@ -280,7 +280,12 @@ def _layout(root: Path, valid_dir) -> tuple[list, dict, str, Path]:
                 f"data {root} is a file but not a CSV: pass a folder or a .csv of path,label"
             )
         rows = _read_csv(root)
-        return [(p, label) for p, label, _ in rows], {p: s for p, _, s in rows if s}, "csv", root.parent
+        return (
+            [(p, label) for p, label, _ in rows],
+            {p: s for p, _, s in rows if s},
+            "csv",
+            root.parent,
+        )
     if valid_dir is not None:
         vroot = Path(valid_dir).expanduser().resolve()
         if not vroot.is_dir():
@@ -313,7 +318,9 @@ def _check_classes(root: Path, items, good, skipped) -> list[str]:
         )
     empty = sorted({label for _, label in items} - set(labels))
     if empty:
-        raise UserError(f"class {empty[0]} has no readable images in {root}: fix or remove its files")
+        raise UserError(
+            f"class {empty[0]} has no readable images in {root}: fix or remove its files"
+        )
     return labels
 
 

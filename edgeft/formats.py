@@ -246,11 +246,16 @@ def status(name: str, bundle, device: str) -> tuple[bool, str]:
     fmt = get(name)
     if device not in fmt.devices:
         if "cpu" not in fmt.devices:
-            return False, f"{name} runs on an NVIDIA GPU with CUDA (--device {' or '.join(fmt.devices)})"
+            return (
+                False,
+                f"{name} runs on an NVIDIA GPU with CUDA (--device {' or '.join(fmt.devices)})",
+            )
         return False, f"{name} does not run on {device} (runs on {', '.join(fmt.devices)})"
     if fmt.file is not None and name not in bundle.artifacts:
         hint = fmt.export_hint(bundle.path)
-        return False, f"bundle has no {name} artifact" + (f" (make it with `{hint}`)" if hint else "")
+        return False, f"bundle has no {name} artifact" + (
+            f" (make it with `{hint}`)" if hint else ""
+        )
     why = missing_needs(fmt)
     if why:
         return False, why

@@ -156,7 +156,7 @@ def migrate(raw: dict, where: str) -> dict:
             than this edgeft reads.
     """
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
-        raise UserError(f"{where} is not an edgeft bundle manifest (no \"schema\": \"{SCHEMA}\")")
+        raise UserError(f'{where} is not an edgeft bundle manifest (no "schema": "{SCHEMA}")')
     version = raw.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise UserError(

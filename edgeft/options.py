@@ -116,7 +116,9 @@ def parse_int_list(text, what: str = "--batch-sizes") -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in items)
     except ValueError:
-        raise UserError(f"{what} takes comma-separated integers, e.g. 1,8,32, not {text!r}") from None
+        raise UserError(
+            f"{what} takes comma-separated integers, e.g. 1,8,32, not {text!r}"
+        ) from None
 
 
 def parse_list(text) -> list[str]:

@@ -92,9 +92,9 @@ class Evidence:
         )
         console().print(note)
         self.notes.append(note)
-        with step("running the FP32 ONNX reference"):
-            with formats.make_runner("onnx", self.bundle, "cpu", self.opts.threads) as r:
-                return run_batches(r, self.valid().x, pp=self.pp)
+        runner = formats.make_runner("onnx", self.bundle, "cpu", self.opts.threads)
+        with step("running the FP32 ONNX reference"), runner:
+            return run_batches(runner, self.valid().x, pp=self.pp)
 
     def calibration(self):
         """The calibration set (normalised inputs), sampled once."""

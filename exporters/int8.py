@@ -51,7 +51,13 @@ def ranges_key(onnx_sha: str, pp: dict, method: str, calib_fingerprint: str) -> 
     """A short key naming one calibration result."""
     ort_version = ".".join((package_version("onnxruntime") or "?").split(".")[:2])
     blob = json.dumps(
-        {"onnx": onnx_sha, "pp": pp, "method": method, "data": calib_fingerprint, "ort": ort_version},
+        {
+            "onnx": onnx_sha,
+            "pp": pp,
+            "method": method,
+            "data": calib_fingerprint,
+            "ort": ort_version,
+        },
         sort_keys=True,
     ).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -78,9 +84,7 @@ def cached_ranges(req: BuildRequest) -> tuple[dict, dict]:
         except (OSError, ValueError):
             pass  # unreadable cache: recompute and replace it
     start = time.perf_counter()
-    ranges = ort_int8.calibrate(
-        req.source, _inputs(req, calib.x), method, workdir=req.workdir
-    )
+    ranges = ort_int8.calibrate(req.source, _inputs(req, calib.x), method, workdir=req.workdir)
     seconds = time.perf_counter() - start
     console().print(f"calibrating ({method}, {len(calib.x)} images): {seconds:.1f} s")
     if cache is not None:
@@ -96,8 +100,14 @@ def _fallback(req: BuildRequest, qmodel, fp32, optimize: bool):
     n = len(fb.candidates(qmodel))
     with progress(f"per-layer sensitivity ({n} layers)", n) as advance:
         base_kl, ranked = fb.sensitivity(
-            qmodel, fp32, calib_x, ref, probs=req.output == "probs",
-            threads=req.threads, progress=advance, optimize=optimize,
+            qmodel,
+            fp32,
+            calib_x,
+            ref,
+            probs=req.output == "probs",
+            threads=req.threads,
+            progress=advance,
+            optimize=optimize,
         )
     o = req.options
     budget = o.max_float_layers if o.max_float_layers is not None else fb.default_budget(n)

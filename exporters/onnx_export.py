@@ -303,6 +303,8 @@ def build(req) -> BuildResult:
     console().print(f"exporting {req.fmt.name} (opset {o.opset}): {time.perf_counter() - t0:.1f} s")
     target = {
         "runtime": "any ONNX runtime (checked with onnxruntime, CPUExecutionProvider)",
-        "input": "RGB 0..1 (mean/std in the graph)" if o.fold_normalize else "RGB normalised with mean/std",
+        "input": "RGB 0..1 (mean/std in the graph)"
+        if o.fold_normalize
+        else "RGB normalised with mean/std",
     }
     return BuildResult(build=build_info, target=target)

@@ -20,7 +20,8 @@ class ExportOptions:
     bundle: Path = opt(help="Bundle folder (from edgeft finetune).", argument=True)
     onnx: bool = opt(False, "FP32 ONNX (the default when nothing else is asked).")
     int8: bool = opt(
-        False, "INT8: ONNX Runtime static quantization for CPUs; with --trt, a TensorRT INT8 engine."
+        False,
+        "INT8: ONNX Runtime static quantization for CPUs; with --trt, a TensorRT INT8 engine.",
     )
     trt: bool = opt(
         False, "TensorRT engine, built here for this GPU (--fp16 by default, and/or --int8)."
@@ -94,7 +95,9 @@ class ExportOptions:
                 raise UserError(
                     f"{name} runs the bundle's own weights; there is nothing to export for it"
                 )
-            out.append(self.fp32_name if name in ("onnx", "onnx-folded") and self.fold_normalize else name)
+            out.append(
+                self.fp32_name if name in ("onnx", "onnx-folded") and self.fold_normalize else name
+            )
         order = list(formats.FORMATS)
         return sorted(dict.fromkeys(out), key=order.index)
 

@@ -103,9 +103,12 @@ def plan(opts: ExportOptions, bundle: Bundle, notes: list) -> list:
                     f"({bundle.artifacts[name].path}): pass --force to replace it"
                 )
     needs_fp32 = any(formats.get(n).source == "onnx" for n in targets)
-    if needs_fp32 and opts.fp32_name not in targets:
-        if not _existing_source(bundle, opts.fp32_name, opts, notes):
-            targets.insert(0, opts.fp32_name)
+    if (
+        needs_fp32
+        and opts.fp32_name not in targets
+        and not _existing_source(bundle, opts.fp32_name, opts, notes)
+    ):
+        targets.insert(0, opts.fp32_name)
     return [formats.get(n) for n in targets]
 
 
@@ -176,11 +179,16 @@ def _build_one(fmt, bundle: Bundle, opts: ExportOptions, ev: Evidence, work: Pat
         figures, scope = measure(fmt, bundle, staged, stub, result, ev, opts.threads)
     else:
         figures, scope = None, "not checked (--no-check)"
-    parity = parity_block(figures, tolerance(fmt.precision, opts), scope, ev.valid() if figures else None)
+    parity = parity_block(
+        figures, tolerance(fmt.precision, opts), scope, ev.valid() if figures else None
+    )
     source = (
         {"artifact": src_name, "path": src_rec.path, "sha256": src_sha}
         if src_rec
-        else {"weights": bundle.manifest.model.weights, "sha256": bundle.manifest.model.weights_sha256}
+        else {
+            "weights": bundle.manifest.model.weights,
+            "sha256": bundle.manifest.model.weights_sha256,
+        }
     )
     record = artifact_record(fmt, staged, stub, result, parity, {**source, **result.source})
     ev.notes.extend(result.notes)

@@ -42,7 +42,9 @@ def parity_block(figures: dict | None, tol, scope: str, valid=None) -> dict:
     }
 
 
-def artifact_record(fmt, staged: Path, stub: dict, result, parity: dict, source: dict | None) -> ArtifactRecord:
+def artifact_record(
+    fmt, staged: Path, stub: dict, result, parity: dict, source: dict | None
+) -> ArtifactRecord:
     """One ``artifacts`` entry for a staged file (validated like the rest of the manifest)."""
     return ArtifactRecord(
         path=fmt.file,

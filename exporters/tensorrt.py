@@ -109,13 +109,17 @@ def _typed_source(req: BuildRequest, precision: str) -> tuple[Path, dict, dict |
         to_fp16(req.source, src)
     else:
         int8_info = quantize_qdq(req, "tensorrt", src)
-    kind = "fp16 onnx (casts)" if precision == "fp16" else "int8 Q/DQ onnx (symmetric, no bias Q/DQ)"
+    kind = (
+        "fp16 onnx (casts)" if precision == "fp16" else "int8 Q/DQ onnx (symmetric, no bias Q/DQ)"
+    )
     return src, {"path": SOURCE_FILES[precision], "kind": kind}, int8_info
 
 
 def _flags_calibration(req: BuildRequest, info) -> dict:
     cal = req.calibration()
-    key = calibration_cache_key(req.source_sha256, req.pp.to_dict(), info.version, cal.fingerprint())
+    key = calibration_cache_key(
+        req.source_sha256, req.pp.to_dict(), info.version, cal.fingerprint()
+    )
     x = fold_input(cal.x, req.pp) if req.normalize_in_graph else cal.x
     cache = req.cache / f"trt-{key}.cache" if req.cache is not None else None
     return {"calib_batches": _calib_batches(x), "calib_key": key, "calib_cache": cache}
@@ -135,11 +139,21 @@ def build(req: BuildRequest) -> BuildResult:
         calib = _flags_calibration(req, info)
     t0 = time.perf_counter()
     record = build_engine(
-        build_from, req.out, mode=mode, min_batch=lo, opt_batch=opt, max_batch=hi,
-        workspace_mib=o.workspace, timing_cache=o.timing_cache, dla_core=o.dla_core, trt=trt,
+        build_from,
+        req.out,
+        mode=mode,
+        min_batch=lo,
+        opt_batch=opt,
+        max_batch=hi,
+        workspace_mib=o.workspace,
+        timing_cache=o.timing_cache,
+        dla_core=o.dla_core,
+        trt=trt,
         **calib,
     )
-    console().print(f"building the TensorRT engine ({info.label}, {mode}): {time.perf_counter() - t0:.1f} s")
+    console().print(
+        f"building the TensorRT engine ({info.label}, {mode}): {time.perf_counter() - t0:.1f} s"
+    )
     record["engine"]["path"] = req.fmt.file
     record["onnx"]["path"] = source["path"]
     if int8_info:

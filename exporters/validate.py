@@ -19,7 +19,9 @@ def tolerance(precision: str, opts):
     return tolerance_for(precision)
 
 
-def run_onnx(path_or_model, x: np.ndarray, threads: int | None, optimize: bool = True) -> np.ndarray:
+def run_onnx(
+    path_or_model, x: np.ndarray, threads: int | None, optimize: bool = True
+) -> np.ndarray:
     """Outputs of an ONNX file or in-memory model over ``x`` with ONNX Runtime on the CPU.
     ``optimize=False`` runs the graph as written (Q/DQ simulated in float: the arithmetic
     TensorRT's explicit quantization reproduces)."""
@@ -66,7 +68,9 @@ def _run_here(fmt, bundle, staged, stub, evidence, threads):
         try:
             runner = cls(bundle, fmt, device=device, threads=threads, path=staged, record=stub)
             with runner:
-                return run_batches(runner, evidence.valid().x, pp=evidence.pp), f"{fmt.name} on {device}"
+                return run_batches(
+                    runner, evidence.valid().x, pp=evidence.pp
+                ), f"{fmt.name} on {device}"
         except UserError as exc:
             reasons.append(f"the {fmt.name} file could not run here: {exc}")
     return None, "; ".join(reasons) or f"{fmt.name} runs on {', '.join(fmt.devices)} only"

@@ -229,9 +229,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument(
-        "--out", type=Path, default=RESULTS / "export_latency.json"
-    )
+    p.add_argument("--out", type=Path, default=RESULTS / "export_latency.json")
     a = p.parse_args(argv)
     from edgeft.errors import UserError
 

@@ -60,7 +60,12 @@ def _parameter(field, cli, hint) -> inspect.Parameter:
     info = (
         kind(help=cli.help, hidden=cli.hidden, show_default=default not in (None, False))
         if cli.argument
-        else kind(*_flags(field, cli, base), help=cli.help, hidden=cli.hidden, show_default=default not in (None, False, ()))
+        else kind(
+            *_flags(field, cli, base),
+            help=cli.help,
+            hidden=cli.hidden,
+            show_default=default not in (None, False, ()),
+        )
     )
     annotation = Annotated[cli_type, info]
     if not has_default:

@@ -126,7 +126,6 @@ def collect() -> dict:
     }
 
 
-
 def _nvidia_driver() -> dict:
     """NVIDIA driver version (nvidia-smi, else /proc/driver/nvidia/version) and CUDA driver API."""
     out: dict = {"driver": None, "cuda_driver_api": None}

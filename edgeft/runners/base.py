@@ -30,7 +30,9 @@ class Runner(abc.ABC):
         output: ``logits`` or ``probs``.
     """
 
-    def __init__(self, bundle, fmt, device: str = "cpu", threads: int | None = None, path=None, record=None):
+    def __init__(
+        self, bundle, fmt, device: str = "cpu", threads: int | None = None, path=None, record=None
+    ):
         self.bundle, self.fmt, self.device, self.threads = bundle, fmt, device, threads
         self.name = fmt.name
         if fmt.file is None:

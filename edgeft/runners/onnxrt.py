@@ -35,7 +35,9 @@ def _dim(d):
 class OnnxRunner(Runner):
     """ONNX Runtime on one of the bundle's ONNX artifacts (``fmt.name``)."""
 
-    def __init__(self, bundle, fmt, device="cpu", threads=None, path=None, record=None, providers=None):
+    def __init__(
+        self, bundle, fmt, device="cpu", threads=None, path=None, record=None, providers=None
+    ):
         super().__init__(bundle, fmt, device, threads, path, record)
         self.providers = providers
         self.session = None
@@ -43,7 +45,10 @@ class OnnxRunner(Runner):
     @classmethod
     def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
         if device in ("cuda", "jetson") and "CUDAExecutionProvider" not in available_providers():
-            return False, "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
+            return (
+                False,
+                "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)",
+            )
         return True, ""
 
     def activate(self) -> None:
@@ -63,7 +68,9 @@ class OnnxRunner(Runner):
         wanted = self.providers or PROVIDERS.get(self.device, PROVIDERS["cpu"])
         providers = [p for p in wanted if p in have] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=so, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"

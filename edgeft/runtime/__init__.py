@@ -49,6 +49,7 @@ __all__ = [
     "resolve_backend",
 ]
 
+
 @dataclass
 class Classification:
     """Top-k labels for one input, best first.

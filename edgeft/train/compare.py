@@ -33,7 +33,6 @@ from edgeft.train.strategy import parse_strategy
 SCHEMA = "edgeft.train.compare/1"
 
 
-
 def _config(opts: FinetuneOptions) -> dict:
     d = asdict(opts)
     for k in ("out", "force", "quiet", "extra"):

@@ -13,8 +13,21 @@ from edgeft.train.strategy import parse_strategy
 _F = FinetuneOptions
 #: The fine-tuning options ``edgeft compare`` shares with ``edgeft finetune``.
 SHARED = (
-    "data", "arch", "epochs", "freeze_epochs", "lr", "batch_size", "size", "seed",
-    "valid_pct", "valid_dir", "head", "weights", "aug", "balance", "positive",
+    "data",
+    "arch",
+    "epochs",
+    "freeze_epochs",
+    "lr",
+    "batch_size",
+    "size",
+    "seed",
+    "valid_pct",
+    "valid_dir",
+    "head",
+    "weights",
+    "aug",
+    "balance",
+    "positive",
 )
 
 
@@ -34,15 +47,22 @@ class CompareOptions:
         parse=parse_list,
     )
     epochs: int = same_as(
-        _F, "epochs", 5, help="Epochs per run (discriminative spends --freeze-epochs of them frozen)."
+        _F,
+        "epochs",
+        5,
+        help="Epochs per run (discriminative spends --freeze-epochs of them frozen).",
     )
     repeats: int = opt(1, "Runs per strategy with seeds seed..seed+R-1 (same split).")
     sweep_freeze: bool = opt(
         False,
         "Also the freeze sweep: K = 0..G pretrained groups, frozen vs fine-tuned (Yosinski et al.).",
     )
-    freeze_epochs: int = same_as(_F, "freeze_epochs", help="Frozen epochs of discriminative, within --epochs.")
-    lr: float | str = same_as(_F, "lr", help="Learning rate (or 'auto'), the same for every strategy.")
+    freeze_epochs: int = same_as(
+        _F, "freeze_epochs", help="Frozen epochs of discriminative, within --epochs."
+    )
+    lr: float | str = same_as(
+        _F, "lr", help="Learning rate (or 'auto'), the same for every strategy."
+    )
     batch_size: int = same_as(_F, "batch_size")
     size: tuple[int, int] = same_as(_F, "size")
     seed: int = same_as(_F, "seed", help="Seed of the split and of the first repeat.")

@@ -58,7 +58,9 @@ class FinetuneOptions:
     size: tuple[int, int] = opt((224, 224), "Input size: N or HxW.", parse=parse_size)
     resize: str = opt("crop", "crop (centred, fastai's default) or squish.")
     seed: int = opt(0, "Seed of the split, the head's init and the batches.")
-    split_seed: int | None = opt(None, "Seed of the train/valid split (default: --seed).", hidden=True)
+    split_seed: int | None = opt(
+        None, "Seed of the train/valid split (default: --seed).", hidden=True
+    )
     valid_pct: float = opt(0.2, "Share of each class held out (folder-per-class layout).")
     valid_dir: Path | None = opt(None, "A separate folder of class folders to validate on.")
     head: str = opt("fastai", "fastai (default head), linear, or fc:N.")

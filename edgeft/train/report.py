@@ -47,6 +47,9 @@ def print_metrics(metrics: dict, labels: list[str]) -> None:
         table(
             "Per class",
             ["class", "precision", "recall", "support"],
-            [[lb, pct(pc[lb]["precision"]), pct(pc[lb]["recall"]), pc[lb]["support"]] for lb in labels],
+            [
+                [lb, pct(pc[lb]["precision"]), pct(pc[lb]["recall"]), pc[lb]["support"]]
+                for lb in labels
+            ],
         )
     )

@@ -38,7 +38,9 @@ def _edit_manifest(b: Path, fn) -> None:
 
 def _labels(delta: int):
     def fn(m):
-        labels = m["labels"][:delta] if delta < 0 else m["labels"] + [f"extra{i}" for i in range(delta)]
+        labels = (
+            m["labels"][:delta] if delta < 0 else m["labels"] + [f"extra{i}" for i in range(delta)]
+        )
         # a consistent manifest: only the model files can tell the count is wrong
         m["labels"], m["num_classes"], m["model"]["num_classes"] = labels, len(labels), len(labels)
 
@@ -58,17 +60,41 @@ def _flip_byte(path: Path, at: int = -100) -> None:
 
 # name -> (how to break a copy, which backend shows it, text the one line must contain)
 DEFECTS = {
-    "missing labels": (lambda b: _edit_manifest(b, lambda m: m.pop("labels")), "onnx", "labels: Field required"),
+    "missing labels": (
+        lambda b: _edit_manifest(b, lambda m: m.pop("labels")),
+        "onnx",
+        "labels: Field required",
+    ),
     "labels without num_classes": (
         lambda b: _edit_manifest(b, lambda m: m.update(labels=m["labels"][:-1])),
         "onnx",
         "2 labels but num_classes 3",
     ),
-    "fewer labels than outputs": (lambda b: _edit_manifest(b, _labels(-1)), "onnx", "3 outputs but the bundle has 2 labels"),
-    "more labels than outputs": (lambda b: _edit_manifest(b, _labels(2)), "onnx", "3 outputs but the bundle has 5 labels"),
-    "fewer labels than torch outputs": (lambda b: _edit_manifest(b, _labels(-1)), "torch", "does not fit"),
-    "input shape differs": (lambda b: _edit_manifest(b, _resize), "onnx", "takes input 3x32x32 but the bundle preprocesses to 3x40x40"),
-    "garbage weights.pt": (lambda b: (b / "weights.pt").write_bytes(os.urandom(4096)), "torch", "bundle weights"),
+    "fewer labels than outputs": (
+        lambda b: _edit_manifest(b, _labels(-1)),
+        "onnx",
+        "3 outputs but the bundle has 2 labels",
+    ),
+    "more labels than outputs": (
+        lambda b: _edit_manifest(b, _labels(2)),
+        "onnx",
+        "3 outputs but the bundle has 5 labels",
+    ),
+    "fewer labels than torch outputs": (
+        lambda b: _edit_manifest(b, _labels(-1)),
+        "torch",
+        "does not fit",
+    ),
+    "input shape differs": (
+        lambda b: _edit_manifest(b, _resize),
+        "onnx",
+        "takes input 3x32x32 but the bundle preprocesses to 3x40x40",
+    ),
+    "garbage weights.pt": (
+        lambda b: (b / "weights.pt").write_bytes(os.urandom(4096)),
+        "torch",
+        "bundle weights",
+    ),
     "garbage weights.pt, no sha recorded": (
         lambda b: (
             (b / "weights.pt").write_bytes(b"not a pickle" * 100),
@@ -77,7 +103,11 @@ DEFECTS = {
         "torch",
         "cannot read the bundle weights",
     ),
-    "edited model.onnx": (lambda b: _flip_byte(b / "model.onnx"), "onnx", "was modified after it was recorded"),
+    "edited model.onnx": (
+        lambda b: _flip_byte(b / "model.onnx"),
+        "onnx",
+        "was modified after it was recorded",
+    ),
 }
 
 
@@ -118,7 +148,18 @@ def test_bench(broken, tmp_path):
     name, b = broken
     _, backend, text = DEFECTS[name]
     out = tmp_path / "report"
-    proc = run_cli("bench", b, "--backends", f"torch,{backend}", "--batch-sizes", "1", "--runs", "2", "--out", out)
+    proc = run_cli(
+        "bench",
+        b,
+        "--backends",
+        f"torch,{backend}",
+        "--batch-sizes",
+        "1",
+        "--runs",
+        "2",
+        "--out",
+        out,
+    )
     assert_one_line_error(proc, 2, text)
     if name == "edited model.onnx":  # the report exists and shows the refusal, as the console does
         md = (out / "report.md").read_text()
