@@ -260,6 +260,28 @@ class Bundle:
         """Write ``self.manifest`` to ``bundle.json`` atomically (caller holds :meth:`lock`)."""
         write_json_atomic(self.path / MANIFEST, self.manifest.to_json_dict())
 
+    def golden(self) -> tuple[list[tuple[Path, str]], Path] | None:
+        """The golden images ``[(path, label)]`` and reference outputs file, each checked
+        against its sha256; None when the bundle has none (exported by an older edgeft)."""
+        spec = self.manifest.golden
+        if spec is None:
+            return None
+        fix = "re-run `edgeft export` on the workstation"
+        images = [
+            (self._verified(self.path / g.file, g.sha256, "golden image", fix), g.label)
+            for g in spec.images
+        ]
+        ref = self._verified(
+            self.path / spec.reference, spec.reference_sha256, "golden reference", fix
+        )
+        return images, ref
+
+    def record_golden(self, spec) -> None:
+        """Record golden images (their files already in place; caller holds :meth:`lock`)."""
+        self.manifest = _read_manifest(self.path)
+        self.manifest.golden = spec
+        self.write_manifest()
+
     def record_artifacts(self, records: dict[str, ArtifactRecord]) -> None:
         """Merge artifact records into ``bundle.json`` (caller holds :meth:`lock`): the
         manifest is re-read from disk first, so records another process added stay."""

@@ -106,6 +106,35 @@ class ArtifactRecord(_Record):
     created: str | None = None
 
 
+def _golden_file(value: str) -> str:
+    folder, _, name = value.partition("/")
+    if folder != GOLDEN_DIR or not name:
+        raise ValueError(f"must be a file in {GOLDEN_DIR}/, not {value!r}")
+    return f"{folder}/{_file_name(name)}"
+
+
+GoldenFile = Annotated[str, AfterValidator(_golden_file)]
+GOLDEN_DIR = "golden"
+
+
+class GoldenImage(_Record):
+    """One golden image: a validation image the FP32 model classifies confidently."""
+
+    file: GoldenFile
+    label: str
+    sha256: Sha256
+
+
+class GoldenSpec(_Record):
+    """Golden images and the FP32 reference outputs on them (``edgeft export`` records them):
+    a device reproduces these before it trusts a bundle (:meth:`Classifier.self_test`)."""
+
+    images: list[GoldenImage]
+    reference: GoldenFile = f"{GOLDEN_DIR}/reference.npz"
+    reference_sha256: Sha256
+    output: Literal["logits", "probs"] = "logits"
+
+
 class Manifest(_Record):
     """The whole ``bundle.json``."""
 
@@ -121,6 +150,7 @@ class Manifest(_Record):
     artifacts: dict[str, ArtifactRecord] = Field(default_factory=dict)
     provenance: dict = Field(default_factory=dict)
     files: dict = Field(default_factory=dict)
+    golden: GoldenSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from edgeft import formats
 from edgeft.bundle import Bundle
 from edgeft.console import console, quiet_if
 from edgeft.errors import ParityError, UserError
+from exporters import golden
 from exporters.evidence import Evidence
 from exporters.options import ExportOptions
 from exporters.records import artifact_record, failure_message, parity_block, summary_table
@@ -202,6 +204,21 @@ def _build_one(fmt, bundle: Bundle, opts: ExportOptions, ev: Evidence, work: Pat
     return record
 
 
+def _commit_golden(bundle: Bundle, ev: Evidence, work: Path) -> None:
+    """Add golden images (:mod:`exporters.golden`) to a bundle that has none."""
+    staged = golden.stage(ev, work)
+    if staged is None:
+        return
+    spec, folder = staged
+    final = bundle.path / folder.name
+    with _sigint_held():
+        if final.exists():  # left by an export killed between rename and record
+            shutil.rmtree(final)
+        os.replace(folder, final)
+        bundle.record_golden(spec)
+    ev.notes.append(f"recorded {len(spec.images)} golden images for on-device self-tests")
+
+
 def export_bundle(opts: ExportOptions) -> ExportResult:
     """Export the artifacts ``opts`` asks for into its bundle (see the module docstring).
 
@@ -224,6 +241,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                 ev = Evidence(bundle, opts)
                 for fmt in rows:
                     result.records[fmt.name] = _build_one(fmt, bundle, opts, ev, work)
+                if opts.check and rows and bundle.manifest.golden is None:
+                    _commit_golden(bundle, ev, work)
                 result.notes += ev.notes
     if result.records:
         console().print(summary_table(result.records))

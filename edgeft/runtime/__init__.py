@@ -38,11 +38,13 @@ from edgeft.errors import UserError
 from edgeft.frameprep import FramePrep
 from edgeft.metrics import softmax
 from edgeft.runtime.resolve import candidates, detect_device, resolve_backend
+from edgeft.runtime.selftest import SelfTest, run_self_test
 
 __all__ = [
     "Classification",
     "Classifier",
     "FramePrep",
+    "SelfTest",
     "UserError",
     "candidates",
     "detect_device",
@@ -146,15 +148,22 @@ class Classifier:
         """Preprocess a list of inputs into one float32 ``NCHW`` batch."""
         return np.stack([self.prep(it, channel_order) for it in items])
 
+    def raw_outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The model's own outputs (logits, or probabilities for a softmax graph)."""
+        if self._lock is None:
+            return np.asarray(self.runner.infer(batch))
+        with self._lock:
+            return np.asarray(self.runner.infer(batch))
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)`` for a preprocessed batch."""
-        if self._lock is None:
-            out = self.runner.infer(batch)
-        else:
-            with self._lock:
-                out = self.runner.infer(batch)
-        out = np.asarray(out)
+        out = self.raw_outputs(batch)
         return out.astype(np.float64) if self._probs_out else softmax(out)
+
+    def self_test(self) -> SelfTest:
+        """Reproduce the bundle's golden-image outputs here (see :mod:`edgeft.runtime.selftest`):
+        what a device checks before it trusts a bundle, e.g. before a hot swap."""
+        return run_self_test(self)
 
     def top_k(self, probs: np.ndarray, k: int = 3) -> list[Classification]:
         """Top-``k`` :class:`Classification` per row of a probability matrix."""
