@@ -29,8 +29,8 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     """Ladder row of one activated backend, and what its latency measurement needs."""
     from benchmarks.ladder import backend_tolerance, ladder_row, tolerance_source
     from benchmarks.latency import Target
-    from edgeft.bundle import artifact_preprocessing
     from edgeft.parity import compare, run_batches
+    from edgeft.preprocess import artifact_preprocessing
 
     record = runner.record
     desc = runner.describe()
@@ -105,7 +105,8 @@ def _time_backends(targets, opts, jetson: dict | None, advance) -> tuple[list[di
     )
     if jetson is None:
         return measure(targets, opts.batch_sizes, **kwargs), None
-    from benchmarks.tegrastats import TegrastatsSampler, summarize
+    from benchmarks.tegrastats import summarize
+    from benchmarks.tegrastats_sampler import TegrastatsSampler
 
     limits = jetson.get("throttle_trip_points_c") or None
     segments: dict[tuple[str, int], list[tuple[float, float]]] = {}

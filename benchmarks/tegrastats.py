@@ -28,16 +28,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import re
-import shutil
-import signal
-import subprocess
-import threading
-import time
 from datetime import datetime
-
-from edgeft.errors import UserError
 
 _TS_RE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s")
 _RAM_RE = re.compile(r"\bRAM (\d+)/(\d+)MB")
@@ -187,30 +179,12 @@ def _span_s(samples: list[dict]) -> float | None:
     return None
 
 
-def summarize(
-    samples: list[dict],
-    *,
-    high_load_pct: float = 80.0,
-    drop_ratio: float = 0.9,
-    temp_limits_c: dict[str, float] | None = None,
-) -> dict:
-    """Summarize parsed samples: power per rail (W), GPU load, temperatures, throttling.
-
-    ``rails`` maps each rail to ``avg``/``peak`` watts over the instantaneous readings.
-    ``total`` is the module input rail (:data:`INPUT_RAILS`) when the board has one,
-    else the per-sample sum of all rails with ``basis`` "sum_of_rails". ``temp_limits_c``
-    maps sensor names (case-insensitive) to a throttle temperature; see
-    :data:`THROTTLE_DEFINITION` for what ``throttling.detected`` means (None when no
-    sample carried the data to decide).
-    """
-    out: dict = {"sample_count": len(samples), "span_s": _span_s(samples) if samples else None}
-    out.update(dict.fromkeys(("total", "gpu_load_pct", "gpu_freq_mhz", "cpu_load_pct")))
-    throttling = {"detected": None, "definition": THROTTLE_DEFINITION, "events": []}
+def _power(samples: list[dict]) -> dict:
     rail_values: dict[str, list[int]] = collections.defaultdict(list)
     for sample in samples:
         for name, rail in sample["rails"].items():
             rail_values[name].append(rail["cur_mw"])
-    out["rails"] = {name: _stats(v, 1000.0) for name, v in rail_values.items()}
+    out = {"rails": {name: _stats(v, 1000.0) for name, v in rail_values.items()}, "total": None}
     input_rail = next((name for name in INPUT_RAILS if name in rail_values), None)
     if input_rail:
         out["total"] = {"rail": input_rail, "basis": "input_rail", **out["rails"][input_rail]}
@@ -218,28 +192,34 @@ def summarize(
         sums = [sum(r["cur_mw"] for r in s["rails"].values()) for s in samples if s["rails"]]
         out["total"] = dict(rail=None, basis="sum_of_rails", rails_summed=sorted(rail_values))
         out["total"].update(_stats(sums, 1000.0), note="approximate: no module-input rail")
+    return out
 
-    gpu = [(i, s["gpu"]["load"], s["gpu"]["freq_mhz"]) for i, s in enumerate(samples) if s["gpu"]]
-    out["gpu_load_pct"] = _stats([g[1] for g in gpu if g[1] is not None], digits=1)
+
+def _loads_and_temps(samples: list[dict], gpu: list) -> dict:
     freqs = [g[2] for g in gpu if g[2] is not None]
-    out["gpu_freq_mhz"] = {"min": min(freqs), "max": max(freqs)} if freqs else None
     cpu_means = []
     for s in samples:
         loads = [c["load"] for c in s["cpu"] if c["load"] is not None]
         if loads:
             cpu_means.append(sum(loads) / len(loads))
-    out["cpu_load_pct"] = _stats(cpu_means, digits=1)
     temps: dict[str, list[float]] = collections.defaultdict(list)
     for s in samples:
         for name, value in s["temps_c"].items():
             temps[name].append(value)
-    out["temps_c"] = {
-        n: {"avg": round(sum(v) / len(v), 2), "max": max(v), "samples": len(v)}
-        for n, v in temps.items()
-    }
     used = [s["ram"]["used_mb"] for s in samples if s["ram"]]
-    out["ram_used_mb_peak"] = max(used) if used else None
+    return {
+        "gpu_load_pct": _stats([g[1] for g in gpu if g[1] is not None], digits=1),
+        "gpu_freq_mhz": {"min": min(freqs), "max": max(freqs)} if freqs else None,
+        "cpu_load_pct": _stats(cpu_means, digits=1),
+        "temps_c": {
+            n: {"avg": round(sum(v) / len(v), 2), "max": max(v), "samples": len(v)}
+            for n, v in temps.items()
+        },
+        "ram_used_mb_peak": max(used) if used else None,
+    }
 
+
+def _throttling(samples, gpu, high_load_pct, drop_ratio, temp_limits_c) -> dict:
     events, checked = _clock_drops(gpu, "GPU", high_load_pct, drop_ratio)
     cores = max((len(s["cpu"]) for s in samples), default=0)
     for core in range(cores):
@@ -257,137 +237,29 @@ def summarize(
                 if value >= limit:
                     event = dict(kind="over_temp", what=name, sample=i, temp_c=value)
                     events.append({**event, "limit_c": limit})
-    throttling.update(events=events, detected=bool(events) if checked else None)
-    out["throttling"] = throttling
-    return out
+    detected = bool(events) if checked else None
+    return {"detected": detected, "definition": THROTTLE_DEFINITION, "events": events}
 
 
-class TegrastatsUnavailable(UserError):
-    """tegrastats cannot be started here: this machine is not a Jetson (or lacks the tool)."""
+def summarize(
+    samples: list[dict],
+    *,
+    high_load_pct: float = 80.0,
+    drop_ratio: float = 0.9,
+    temp_limits_c: dict[str, float] | None = None,
+) -> dict:
+    """Summarize parsed samples: power per rail (W), GPU load, temperatures, throttling.
 
-
-class TegrastatsError(UserError):
-    """tegrastats started but failed before printing a single usable line."""
-
-
-class TegrastatsSampler:
-    """Run ``tegrastats --interval MS`` in the background and collect parsed samples.
-
-    Use as a context manager around the timed runs; after the block, :attr:`samples`
-    holds the parsed lines (each with ``received_s``, seconds since the sampler
-    started) and :meth:`summary` summarizes them::
-
-        with TegrastatsSampler(interval_ms=200) as sampler:
-            run_timed_iterations()
-        report["jetson_power"] = sampler.summary()
-
-    ``executable`` is a name looked up on ``PATH`` (and in /usr/bin, /usr/sbin) or a path,
-    so tests can point it at a script that prints recorded lines. When it is not found,
-    :class:`TegrastatsUnavailable` says this is not a Jetson. The process is started in
-    its own session and stopped with SIGTERM to that process group (SIGKILL after
-    ``stop_timeout_s``).
+    ``rails`` maps each rail to ``avg``/``peak`` watts over the instantaneous readings.
+    ``total`` is the module input rail (:data:`INPUT_RAILS`) when the board has one,
+    else the per-sample sum of all rails with ``basis`` "sum_of_rails". ``temp_limits_c``
+    maps sensor names (case-insensitive) to a throttle temperature; see
+    :data:`THROTTLE_DEFINITION` for what ``throttling.detected`` means (None when no
+    sample carried the data to decide).
     """
-
-    def __init__(
-        self, interval_ms: int = 500, executable: str = "tegrastats", stop_timeout_s: float = 5.0
-    ):
-        if interval_ms <= 0:
-            raise ValueError("interval_ms must be positive")
-        self.interval_ms = int(interval_ms)
-        self.executable = executable
-        self.stop_timeout_s = stop_timeout_s
-        self.unparsed_lines = 0
-        self._tail: collections.deque[str] = collections.deque(maxlen=5)
-        self._samples: list[dict] = []
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
-        self._t0 = 0.0
-
-    def _resolve(self) -> str | None:
-        if os.sep in self.executable:
-            ok = os.path.isfile(self.executable) and os.access(self.executable, os.X_OK)
-            return self.executable if ok else None
-        extra = os.pathsep.join(("/usr/bin", "/usr/sbin"))
-        path = os.environ.get("PATH", "")
-        return shutil.which(self.executable, path=f"{path}{os.pathsep}{extra}" if path else extra)
-
-    def start(self) -> TegrastatsSampler:
-        """Start tegrastats and the reader thread."""
-        if self._proc is not None:
-            raise RuntimeError("this sampler was already started")
-        exe = self._resolve()
-        if exe is None:
-            raise TegrastatsUnavailable(
-                f"'{self.executable}' not found: this machine does not look like an NVIDIA "
-                "Jetson (tegrastats ships with Jetson Linux). Benchmark with --device cpu or "
-                "--device cuda here, or run on a Jetson."
-            )
-        self._t0 = time.monotonic()
-        self._proc = subprocess.Popen(
-            [exe, "--interval", str(self.interval_ms)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self._thread = threading.Thread(target=self._read, name="tegrastats-reader", daemon=True)
-        self._thread.start()
-        return self
-
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            sample = parse_line(line)
-            if not _has_data(sample):
-                self.unparsed_lines += 1
-                self._tail.append(line.strip())
-                continue
-            sample["received_s"] = round(time.monotonic() - self._t0, 3)
-            with self._lock:
-                self._samples.append(sample)
-
-    def stop(self) -> list[dict]:
-        """Stop tegrastats, wait for the reader, and return the samples collected."""
-        proc = self._proc
-        if proc is None:
-            return self.samples
-        exited_alone = proc.poll() is not None
-        if not exited_alone:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._thread is not None:
-            self._thread.join(timeout=self.stop_timeout_s)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if exited_alone and proc.returncode != 0 and not self._samples:
-            said = " | ".join(self._tail) or "no output"
-            raise TegrastatsError(f"tegrastats exited with status {proc.returncode}: {said}")
-        return self.samples
-
-    @property
-    def samples(self) -> list[dict]:
-        """A copy of the samples collected so far."""
-        with self._lock:
-            return list(self._samples)
-
-    def summary(self, **kwargs) -> dict:
-        """:func:`summarize` over :attr:`samples`, plus ``interval_ms`` and ``unparsed_lines``."""
-        result = summarize(self.samples, **kwargs)
-        result["interval_ms"] = self.interval_ms
-        result["unparsed_lines"] = self.unparsed_lines
-        return result
-
-    def __enter__(self) -> TegrastatsSampler:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
+    gpu = [(i, s["gpu"]["load"], s["gpu"]["freq_mhz"]) for i, s in enumerate(samples) if s["gpu"]]
+    out: dict = {"sample_count": len(samples), "span_s": _span_s(samples) if samples else None}
+    out.update(_power(samples))
+    out.update(_loads_and_temps(samples, gpu))
+    out["throttling"] = _throttling(samples, gpu, high_load_pct, drop_ratio, temp_limits_c)
+    return out

@@ -145,6 +145,21 @@ def run_batches(
     return np.concatenate(outs).astype(np.float32)
 
 
+def _differences(ref: np.ndarray, out: np.ndarray) -> dict:
+    """Output differences. Non-finite outputs are counted, not folded into the figures: a
+    NaN is a breach on its own (:func:`breaches`), and records stay valid JSON."""
+    finite = np.isfinite(out)
+    diff = np.abs(ref - out)[finite]
+    scaled = diff / (1.0 + np.abs(ref[finite]))
+    big = float(np.finfo(np.float32).max)  # all outputs non-finite: worst possible, finite
+    return {
+        "max_abs_diff": float(diff.max()) if diff.size else big,
+        "mean_abs_diff": float(diff.mean()) if diff.size else big,
+        "max_scaled_diff": float(scaled.max()) if scaled.size else big,
+        "non_finite": int((~finite).sum()),
+    }
+
+
 def compare(
     ref: np.ndarray,
     out: np.ndarray,
@@ -175,10 +190,6 @@ def compare(
     top_ref = np.argsort(-ref, 1, kind="stable")[:, :k]
     top_out = np.argsort(-out, 1, kind="stable")[:, :k]
     overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])
-    finite = np.isfinite(out)
-    out = np.where(finite, out, np.inf)
-    diff = np.abs(ref - out)
-    scaled = diff / (1.0 + np.abs(ref))
     recall_change = {}
     for i, label in enumerate(labels):
         m = targets == i
@@ -201,10 +212,7 @@ def compare(
         "accuracy_drop_pp": 100.0 * (acc_ref - acc),
         "agreement": float(np.mean(p_ref == p_out)),
         "top5_overlap": float(overlap),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "max_scaled_diff": float(scaled.max()),
-        "non_finite": int((~finite).sum()),
+        **_differences(ref, out),
         "compared_on": out_kind,
         "recall_change": recall_change,
         "flipped": flipped,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeft import formats
-from edgeft.bundle import Bundle, artifact_preprocessing
+from edgeft.bundle import Bundle
 from edgeft.errors import UserError
 from edgeft.images import ImageError, is_image_file, load_rgb
 from edgeft.metrics import softmax
 from edgeft.options import opt
-from edgeft.preprocess import image_to_input
+from edgeft.preprocess import artifact_preprocessing, image_to_input
 
 
 @dataclass

@@ -22,6 +22,7 @@ The contract (``bundle.json`` → ``preprocessing``), applied in this order:
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import asdict, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -185,3 +186,45 @@ def preprocess(item, pp: Preprocessing, normalize: bool | None = None) -> np.nda
 def preprocess_batch(items, pp: Preprocessing, normalize: bool | None = None) -> np.ndarray:
     """Stack :func:`preprocess` of several items into one ``NCHW`` float32 batch."""
     return np.stack([preprocess(it, pp, normalize) for it in items])
+
+
+def onnx_metadata_preprocessing(metadata: dict | None) -> dict | None:
+    """The ``edgeft.preprocessing`` contract from ONNX ``metadata_props`` (JSON text) if any."""
+    value = (metadata or {}).get("edgeft.preprocessing")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def artifact_preprocessing(
+    bundle, record, metadata: dict | None = None
+) -> tuple[Preprocessing, str, list[str]]:
+    """The preprocessing a device applies for an artifact: the contract the artifact itself
+    carries (its record's ``preprocessing``, else the ``edgeft.preprocessing`` entry of the
+    ONNX file's metadata, see :meth:`edgeft.runners.base.Runner.metadata`), else the
+    bundle's. Bench and the runtime both use this, so a wrong record shows up in bench as
+    the accuracy drop a device would see.
+
+    Returns:
+        ``(pp, source, differs)``: the contract, where it came from (``"artifact record"``,
+        ``"ONNX metadata"`` or ``"bundle"``), and the fields in which it differs from the
+        bundle's.
+    """
+    base = bundle.preprocessing
+    own = record.get("preprocessing") if isinstance(record, dict) else getattr(record, "preprocessing", None)
+    source = "artifact record"
+    if not isinstance(own, dict):
+        own, source = onnx_metadata_preprocessing(metadata), "ONNX metadata"
+    if not isinstance(own, dict):
+        return base, "bundle", []
+    own = {k: v for k, v in own.items() if k != "normalize_in_graph"}  # the record says that
+    merged = Preprocessing.from_dict({**base.to_dict(), **own})
+    differs = [
+        k
+        for k in ("size", "mean", "std", "resize", "interpolation", "channel_order", "value_range")
+        if getattr(merged, k) != getattr(base, k)
+    ]
+    return merged, source, differs

@@ -27,6 +27,7 @@ import io
 import json
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,31 +183,63 @@ def export_onnx(
     """Export ``model`` (an eval-mode ``nn.Module`` taking normalised NCHW) to ``out_path``.
 
     Args:
-        model: the bundle's ``nn.Sequential(body, head)``.
-        pp: the bundle's :class:`edgeft.preprocess.Preprocessing`.
-        labels: class names, stored in the file's metadata.
+        model, pp, labels: the bundle's ``nn.Sequential(body, head)``, preprocessing contract
+            and class names (the last two are stamped into the file's metadata).
         out_path: where to write (the caller renames it into place).
         opset: ONNX opset (checked with :func:`check_opset`).
         fold_normalize: put ``(x - mean) / std`` in the graph: the input is then RGB in 0..1.
         softmax: append a softmax; the output is then ``probs`` instead of ``logits``.
-        simplify: run onnxslim (constant folding, dead-node removal).
-        metadata: extra ``metadata_props`` entries.
+        simplify, metadata: run onnxslim; extra ``metadata_props`` entries.
 
     Returns:
         What was done: exporter, opset, names, node counts, BN pairs folded, warnings.
-
-    Raises:
-        UserError: the opset is out of range or the exporter failed.
+        Raises :class:`UserError` when the opset is out of range or the exporter fails.
     """
     import onnx
-    import torch
 
     check_opset(opset)
-    h, w = pp.size
     out_name = "probs" if softmax else "logits"
     fused, pairs = fold_conv_bn_float64(model)
-    wrapped = _wrap(fused, pp, fold_normalize, softmax)
-    dummy = torch.zeros(1, 3, h, w)
+    raw, caught = _trace(_wrap(fused, pp, fold_normalize, softmax), pp, opset, out_name)
+    proto = onnx.load_from_string(raw)
+    nodes_before = len(proto.graph.node)
+    proto = _slim(proto) if simplify else proto
+    got = {o.domain or "ai.onnx": o.version for o in proto.opset_import}.get("ai.onnx")
+    if got != opset:
+        raise UserError(
+            f"the exporter wrote opset {got} when {opset} was asked: pick another --opset"
+        )
+    _stamp(proto, pp, labels, out_name, fold_normalize, metadata)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(Path(out_path)))
+    ops = Counter(n.op_type for n in proto.graph.node)
+    return {
+        "exporter": f"torch.onnx.export(dynamo={DYNAMO})",
+        "opset": opset,
+        "input": INPUT_NAME,
+        "output": out_name,
+        "dynamic_axes": {"batch": 0},
+        "conv_bn_folded_float64": pairs,
+        "simplified": "onnxslim" if simplify else None,
+        "nodes": {"exported": nodes_before, "final": len(proto.graph.node)},
+        "ops": dict(sorted(ops.items())),
+        "exporter_warnings": sorted({str(w.message).splitlines()[0][:160] for w in caught}),
+    }
+
+
+def _slim(proto):
+    """onnxslim: constant folding and dead-node removal (quietly: it prints a summary)."""
+    import onnxslim
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return onnxslim.slim(proto)
+
+
+def _trace(wrapped, pp, opset: int, out_name: str) -> tuple[bytes, list]:
+    """``torch.onnx.export`` into memory; its warnings are kept for the record."""
+    import torch
+
+    dummy = torch.zeros(1, 3, *pp.size)
     buf = io.BytesIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("always")
@@ -225,18 +258,12 @@ def export_onnx(
         except Exception as exc:  # the exporter raises many types; one line for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"torch.onnx.export failed at opset {opset}: {first[:300]}") from None
-    proto = onnx.load_from_string(buf.getvalue())
-    nodes_before = len(proto.graph.node)
-    if simplify:
-        import onnxslim
+    return buf.getvalue(), list(caught)
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            proto = onnxslim.slim(proto)
-    got = {o.domain or "ai.onnx": o.version for o in proto.opset_import}.get("ai.onnx")
-    if got != opset:
-        raise UserError(
-            f"the exporter wrote opset {got} when {opset} was asked: pick another --opset"
-        )
+
+def _stamp(proto, pp, labels, out_name: str, fold_normalize: bool, metadata: dict | None) -> None:
+    """Labels, the preprocessing contract and the output kind in the file's metadata."""
+    h, w = pp.size
     contract = pp.folded() if fold_normalize else pp
     props = {
         "edgeft.labels": list(labels),
@@ -249,25 +276,6 @@ def export_onnx(
     props.update(metadata or {})
     set_metadata(proto, props)
     proto.doc_string = f"edgeft classifier: {len(labels)} classes, output {out_name}"
-    onnx.checker.check_model(proto, full_check=True)
-    out_path = Path(out_path)
-    onnx.save(proto, str(out_path))
-    ops: dict[str, int] = {}
-    for n in proto.graph.node:
-        ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    notes = sorted({str(w.message).splitlines()[0][:160] for w in caught})
-    return {
-        "exporter": f"torch.onnx.export(dynamo={DYNAMO})",
-        "opset": opset,
-        "input": INPUT_NAME,
-        "output": out_name,
-        "dynamic_axes": {"batch": 0},
-        "conv_bn_folded_float64": pairs,
-        "simplified": "onnxslim" if simplify else None,
-        "nodes": {"exported": nodes_before, "final": len(proto.graph.node)},
-        "ops": dict(sorted(ops.items())),
-        "exporter_warnings": notes,
-    }
 
 
 @dataclass

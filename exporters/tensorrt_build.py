@@ -18,9 +18,9 @@ Per-version API, following NVIDIA's docs
 * ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` is required for ONNX in 8.x, deprecated
   and ignored in 10.0, absent from RTX; ``STRONGLY_TYPED`` exists from 10.0 (and RTX) and
   is deprecated in 11, where every network is strongly typed.
-* Workspace: ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`` since 8.4;
-  ``max_workspace_size`` (deprecated in 8.4, removed in 10) only where that is missing.
-* ``build_serialized_network`` since 8.0; ``build_engine`` (removed in 10) as a fallback.
+* Workspace: ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)`` (8.4+).
+* ``build_serialized_network`` (8.0+). Nothing older than the TensorRT 8.5 that
+  ``pyproject.toml`` requires is supported, so no pre-8.5 branch is kept.
 * Timing cache: ``create_timing_cache`` / ``set_timing_cache`` / ``get_timing_cache``
   since 8.0; TensorRT-RTX keeps them as no-ops (deprecated in RTX 1.2), so they are skipped.
 * DLA: ``default_device_type = DeviceType.DLA``, ``DLA_core``, ``BuilderFlag.GPU_FALLBACK``;
@@ -31,10 +31,7 @@ Per-version API, following NVIDIA's docs
 
 from __future__ import annotations
 
-import itertools
-import logging
 import time
-from collections import Counter
 from pathlib import Path
 
 from edgeft.atomic import sha256_file, write_bytes_atomic
@@ -49,7 +46,16 @@ from edgeft.platform.tensorrt import (
     load_trt,
     trt_info,
 )
-from exporters.tensorrt_calib import make_entropy_calibrator, read_cache, rebatch
+from exporters.tensorrt_config import (
+    check_batches,
+    make_logger,
+    network_flags,
+    one_line,
+    open_timing_cache,
+    set_dla,
+    set_precision,
+    summarize,
+)
 
 __all__ = [
     "MODES",
@@ -66,179 +72,57 @@ __all__ = [
 ]
 
 MODES = ("fp16-flags", "int8-flags", "strongly-typed")
-_log = logging.getLogger(__name__)
 
 
-def _make_logger(trt):
-    class _Logger(trt.ILogger):
-        """Sends TensorRT's messages to logging and keeps the errors for our message."""
-
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
-            if level <= 1:
-                self.errors.append(msg)
-                _log.error("TensorRT: %s", msg)
-            elif level == 2:
-                _log.warning("TensorRT: %s", msg)
-            else:
-                _log.debug("TensorRT: %s", msg)
-
-    return _Logger()
-
-
-def _one_line(messages) -> str:
-    lines = []
-    for message in messages:
-        for line in str(message).splitlines():
-            line = " ".join(line.split())
-            if line and line not in lines:
-                lines.append(line)
-    return " | ".join(lines)
-
-
-def _network_flags(trt, info: TRTInfo, mode: str) -> int:
-    flags = 0
-    creation = trt.NetworkDefinitionCreationFlag
-    if info.flavour == "tensorrt" and info.major < 10:
-        flags |= 1 << int(creation.EXPLICIT_BATCH)  # 8.x: ONNX needs explicit batch
-    if mode == "strongly-typed":
-        if not hasattr(creation, "STRONGLY_TYPED"):
-            raise TensorRTBuildError(
-                f"{info.label} cannot build strongly typed networks (TensorRT 10+ can): "
-                "build an FP32 ONNX with --fp16 or --int8 builder flags instead"
-            )
-        if not (info.flavour == "tensorrt" and info.major >= 11):  # 11: always on, flag ignored
-            flags |= 1 << int(creation.STRONGLY_TYPED)
-    return flags
-
-
-def _summarize(trt, network) -> dict:
-    dtypes: Counter = Counter()
-    qdq = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type in (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE):
-            qdq += 1
-        for j in range(layer.num_outputs):
-            dtypes[layer.get_output(j).dtype.name] += 1
-    return {
-        "layers": network.num_layers,
-        "qdq_layers": qdq,
-        "tensor_dtypes": dict(sorted(dtypes.items())),
-    }
-
-
-def _check_batches(min_batch, opt_batch, max_batch, input_shape):
-    if not 1 <= min_batch <= opt_batch <= max_batch:
+def _parse(module, info, onnx_path: Path, mode: str, logger):
+    """Builder and network from the ONNX file; one line for each way it can fail."""
+    try:
+        builder = module.Builder(logger)
+    except Exception as exc:  # TensorRT (not RTX) needs a working CUDA GPU even to build
         raise TensorRTBuildError(
-            f"batch profile must satisfy 1 <= min <= opt <= max; got {min_batch}/{opt_batch}/{max_batch}"
-        )
-    if any(d < 0 for d in input_shape[1:]):
+            f"{info.label} could not create a builder ({one_line([exc, *logger.errors])}): "
+            "building an engine needs the target's CUDA GPU and driver"
+        ) from exc
+    network = builder.create_network(network_flags(module, info, mode))
+    parser = module.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)] or logger.errors
+        raise TensorRTBuildError(f"{info.label} could not parse {onnx_path}: {one_line(errors)}")
+    if network.num_inputs == 0 and network.num_outputs == 0:
+        # Bytes that are not ONNX at all can decode as an empty protobuf, which parses "fine".
         raise TensorRTBuildError(
-            f"input shape {tuple(input_shape)} has a dynamic image dimension: export the ONNX with a fixed size"
+            f"{info.label} could not parse {onnx_path}: it holds no graph (not an ONNX model?)"
         )
-    fixed = input_shape[0]
-    if fixed >= 0 and (min_batch, opt_batch, max_batch) != (fixed,) * 3:
+    if network.num_inputs != 1:
         raise TensorRTBuildError(
-            f"the ONNX has a fixed batch of {fixed}: export it with a dynamic batch axis, "
-            f"or build with min = opt = max = {fixed}"
+            f"expected a classifier with one input, found {network.num_inputs}"
         )
+    return builder, network, parser
 
 
-def _set_dla(trt, builder, config, dla_core, min_batch, max_batch):
-    if dla_core is None:
-        return None
-    cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
-    if cores < 1:
+def _serialize(builder, network, config, calibrator, precision, logger, info):
+    """The plan bytes; a calibrator's error (kept while TensorRT called back) re-raised."""
+    try:
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    if calibrator is not None and calibrator.error is not None:
         raise TensorRTBuildError(
-            f"DLA core {dla_core} requested but this device has no DLA "
-            "(Jetson Xavier and Orin modules have DLA cores, except Orin Nano)"
-        )
-    if not 0 <= dla_core < cores:
+            f"INT8 calibration failed: {calibrator.error}"
+        ) from calibrator.error
+    if plan is None:
         raise TensorRTBuildError(
-            f"DLA core {dla_core} does not exist: this device has {cores} (0-{cores - 1})"
+            f"{info.label} could not build the engine: {one_line(logger.errors)}"
         )
-    if min_batch != max_batch:
-        raise TensorRTBuildError(
-            "DLA does not support dynamic dimensions: build with min = opt = max batch"
+    if calibrator is not None:
+        precision["calibration"].update(
+            batches=calibrator.batches,
+            images=calibrator.images,
+            cache_written=calibrator.cache_written,
+            device_buffers=calibrator.backend,
         )
-    config.default_device_type = trt.DeviceType.DLA
-    config.DLA_core = int(dla_core)
-    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
-    return {"core": int(dla_core), "gpu_fallback": True, "cores_available": cores}
-
-
-def _open_timing_cache(info, config, path):
-    if path is None:
-        return None, None
-    path = Path(path)
-    if info.flavour == "tensorrt_rtx":
-        return {"path": str(path), "used": False, "note": "no-op in TensorRT-RTX"}, None
-    data = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    record = {"path": str(path), "used": True, "loaded_bytes": len(data)}
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        # A cache from another GPU or TensorRT version: start afresh rather than mix.
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        record.update(loaded_bytes=0, note="existing cache did not match this device; replaced")
-    return record, path
-
-
-def _set_precision(trt, info, builder, config, mode, chw, name, summary, calib):
-    """Set builder flags and the calibrator; returns (precision record, calibrator or None)."""
-    if mode == "strongly-typed":
-        return {"precision": "from-onnx"}, None
-    flag = trt.BuilderFlag
-    if not hasattr(flag, "FP16") or (mode == "int8-flags" and not hasattr(flag, "INT8")):
-        raise TensorRTBuildError(
-            f"{info.label} has no FP16/INT8 builder flags (TensorRT 11 removed them; TensorRT-RTX "
-            "never had them): build from an FP16 or Q/DQ INT8 ONNX with the strongly typed path"
-        )
-    config.set_flag(flag.FP16)
-    if mode == "fp16-flags":
-        return {"precision": "fp16"}, None
-    config.set_flag(flag.INT8)  # FP16 stays on: layers without INT8 kernels fall back to it
-    if summary["qdq_layers"]:
-        return {"precision": "int8", "quantization": "explicit Q/DQ from the ONNX"}, None
-    batches, cache, key = calib
-    if not hasattr(trt, "IInt8EntropyCalibrator2"):
-        raise TensorRTBuildError(f"{info.label} has no INT8 calibrator: use a Q/DQ ONNX")
-    cache = Path(cache) if cache is not None else None
-    reuse = read_cache(cache, key) is not None
-    if reuse:
-        batches, shape = None, (1, *chw)
-    elif batches is None:
-        raise TensorRTBuildError(
-            "INT8 with builder flags needs calibration images, or a calibration cache made "
-            "for this model and preprocessing"
-        )
-    else:
-        stream = rebatch(batches, chw)
-        try:
-            first = next(stream, None)
-        except ValueError as exc:
-            raise TensorRTBuildError(f"calibration data: {exc}") from exc
-        if first is None:
-            raise TensorRTBuildError("the calibration set is empty")
-        batches, shape = itertools.chain([first], stream), tuple(first.shape)
-    calibrator = make_entropy_calibrator(trt, batches, cache, key)
-    config.int8_calibrator = calibrator
-    profile = builder.create_optimization_profile()
-    profile.set_shape(name, shape, shape, shape)  # calibration runs at one fixed shape
-    config.set_calibration_profile(profile)
-    record = {"precision": "int8", "quantization": "entropy calibration (IInt8EntropyCalibrator2)"}
-    record["calibration"] = {
-        "cache": str(cache) if cache else None,
-        "key": key,
-        "reused_cache": reuse,
-    }
-    record["calibration"]["batch_shape"] = list(shape)
-    return record, calibrator
+    return plan
 
 
 def build_engine(
@@ -265,17 +149,12 @@ def build_engine(
         workspace_mib: builder workspace limit; None keeps TensorRT's default.
         timing_cache: a file to read tactic timings from and write them back to.
         dla_core: run on this DLA core, layers DLA cannot run falling back to the GPU.
-        calib_batches: ``int8-flags`` only: an iterable of float32 NCHW numpy arrays,
-            preprocessed exactly as at inference.
-        calib_cache: ``int8-flags`` only: TensorRT's calibration cache file.
-        calib_key: :func:`exporters.tensorrt_calib.calibration_cache_key`; a cache written
-            for another key is ignored and rewritten.
+        calib_batches, calib_cache, calib_key: ``int8-flags`` only: float32 NCHW batches,
+            TensorRT's cache file and its key (:mod:`exporters.tensorrt_calib`).
         trt: an imported ``tensorrt``/``tensorrt_rtx`` module; None loads one.
 
     Returns:
-        The engine record: TensorRT flavour and version, mode, precision, profile,
-        workspace, DLA, timing cache, calibration, network summary, device (GPU name and
-        compute capability or why none, Jetson L4T), engine size and sha256, build seconds.
+        The engine record (TensorRT, mode, precision, profile, DLA, caches, device, engine).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -283,107 +162,73 @@ def build_engine(
     if not onnx_path.is_file():
         raise TensorRTBuildError(f"ONNX file not found: {onnx_path}")
     module, info = (trt, trt_info(trt)) if trt is not None else load_trt()
-    start = time.perf_counter()
-    logger = _make_logger(module)
-    try:
-        builder = module.Builder(logger)
-    except Exception as exc:  # TensorRT (not RTX) needs a working CUDA GPU even to build
-        raise TensorRTBuildError(
-            f"{info.label} could not create a builder ({_one_line([exc, *logger.errors])}): "
-            "building an engine needs the target's CUDA GPU and driver"
-        ) from exc
-    network = builder.create_network(_network_flags(module, info, mode))
-    parser = module.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [parser.get_error(i) for i in range(parser.num_errors)] or logger.errors
-        raise TensorRTBuildError(f"{info.label} could not parse {onnx_path}: {_one_line(errors)}")
-    if network.num_inputs == 0 and network.num_outputs == 0:
-        # Bytes that are not ONNX at all can decode as an empty protobuf, which parses "fine".
-        raise TensorRTBuildError(
-            f"{info.label} could not parse {onnx_path}: it holds no graph (not an ONNX model?)"
-        )
-    if network.num_inputs != 1:
-        raise TensorRTBuildError(
-            f"expected a classifier with one input, found {network.num_inputs}"
-        )
+    start, logger = time.perf_counter(), make_logger(module)
+    builder, network, _parser = _parse(module, info, onnx_path, mode, logger)
     inp = network.get_input(0)
-    shape = tuple(inp.shape)
-    _check_batches(min_batch, opt_batch, max_batch, shape)
-    chw = tuple(int(d) for d in shape[1:])
-    summary = _summarize(module, network)
-    warnings = []
-    if mode == "strongly-typed" and not {"HALF", "INT8"} & set(summary["tensor_dtypes"]):
-        warnings.append("strongly typed network has no FP16 or INT8 tensors: the engine is FP32")
-
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
+    check_batches(min_batch, opt_batch, max_batch, tuple(inp.shape))
+    chw = tuple(int(d) for d in tuple(inp.shape)[1:])
+    summary = summarize(module, network)
     dims = {k: (b, *chw) for k, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
-    profile.set_shape(inp.name, dims["min"], dims["opt"], dims["max"])
-    config.add_optimization_profile(profile)
-    if workspace_mib is not None:
-        if hasattr(config, "set_memory_pool_limit"):  # 8.4+
-            config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
-        else:  # before 8.4; removed in 10
-            config.max_workspace_size = int(workspace_mib) << 20
+    config = _config(module, builder, inp.name, dims, workspace_mib)
     calib = (calib_batches, calib_cache, calib_key)
-    precision, calibrator = _set_precision(
+    precision, calibrator = set_precision(
         module, info, builder, config, mode, chw, inp.name, summary, calib
     )
-    dla = _set_dla(module, builder, config, dla_core, min_batch, max_batch)
-    cache_record, cache_path = _open_timing_cache(info, config, timing_cache)
-
-    try:
-        if hasattr(builder, "build_serialized_network"):  # 8.0+
-            plan = builder.build_serialized_network(network, config)
-        else:  # 7.x; build_engine was removed in 10.0
-            engine = builder.build_engine(network, config)
-            plan = engine.serialize() if engine is not None else None
-    finally:
-        if calibrator is not None:
-            calibrator.free()
-    if calibrator is not None and calibrator.error is not None:
-        raise TensorRTBuildError(
-            f"INT8 calibration failed: {calibrator.error}"
-        ) from calibrator.error
-    if plan is None:
-        raise TensorRTBuildError(
-            f"{info.label} could not build the engine: {_one_line(logger.errors)}"
-        )
-    if calibrator is not None:
-        precision["calibration"].update(
-            batches=calibrator.batches,
-            images=calibrator.images,
-            cache_written=calibrator.cache_written,
-            device_buffers=calibrator.backend,
-        )
+    dla = set_dla(module, builder, config, dla_core, min_batch, max_batch)
+    cache_record, cache_path = open_timing_cache(info, config, timing_cache)
+    plan = _serialize(builder, network, config, calibrator, precision, logger, info)
     if cache_path is not None:
-        write_bytes_atomic(
-            cache_path, memoryview(config.get_timing_cache().serialize()), fsync=True
-        )
+        cache_bytes = memoryview(config.get_timing_cache().serialize())
+        write_bytes_atomic(cache_path, cache_bytes, fsync=True)
     write_bytes_atomic(engine_path, memoryview(plan), fsync=True)
-    seconds = time.perf_counter() - start
+    extra = {"workspace_mib": workspace_mib, "dla": dla, "timing_cache": cache_record}
+    return _record(
+        info, mode, precision, onnx_path, inp, dims, summary, engine_path, config, extra, start
+    )
+
+
+def _record(
+    info, mode, precision, onnx_path, inp, dims, summary, engine_path, config, extra, start
+):
     record = {
         "format": "tensorrt-plan",
         "tensorrt": info.as_dict(),
         "mode": mode,
         **precision,
         "onnx": {"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
-        "input": {"name": inp.name, "shape": list(shape), "dtype": inp.dtype.name},
+        "input": {"name": inp.name, "shape": list(inp.shape), "dtype": inp.dtype.name},
         "profile": {k: list(v) for k, v in dims.items()},
-        "workspace_mib": workspace_mib,
-        "dla": dla,
-        "timing_cache": cache_record,
+        **extra,
         "network": summary,
         "device": describe_device(),
-        "engine": {"path": str(engine_path), "bytes": engine_path.stat().st_size},
-        "build_seconds": round(seconds, 3),
-        "warnings": warnings,
+        "engine": _engine_file(engine_path),
+        "build_seconds": round(time.perf_counter() - start, 3),
+        "warnings": _warnings(mode, summary),
     }
-    record["engine"]["sha256"] = sha256_file(engine_path)
     if info.flavour == "tensorrt_rtx":
         # RTX engines are portable across its default compute capabilities unless targeted.
         n = getattr(config, "num_compute_capabilities", 0)
-        record["tensorrt"]["compute_capabilities"] = (
-            [config.get_compute_capability(i).name for i in range(n)] if n else "default"
-        )
+        caps = [config.get_compute_capability(i).name for i in range(n)] if n else "default"
+        record["tensorrt"]["compute_capabilities"] = caps
     return record
+
+
+def _config(module, builder, input_name: str, dims: dict, workspace_mib: int | None):
+    """A builder config with the batch profile and the workspace limit."""
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, dims["min"], dims["opt"], dims["max"])
+    config.add_optimization_profile(profile)
+    if workspace_mib is not None:
+        config.set_memory_pool_limit(module.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    return config
+
+
+def _engine_file(path: Path) -> dict:
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _warnings(mode: str, summary: dict) -> list[str]:
+    if mode == "strongly-typed" and not {"HALF", "INT8"} & set(summary["tensor_dtypes"]):
+        return ["strongly typed network has no FP16 or INT8 tensors: the engine is FP32"]
+    return []

@@ -17,86 +17,66 @@ def _ratio(a, b) -> str:
     return f"{b / a:.2f}x" if a and b else "-"
 
 
-def compare_reports(a: dict, b: dict, names=("A", "B")) -> dict:
-    """Two reports side by side: environments, ladders and latencies (B/A ratios)."""
-    na, nb = names
-
-    def env_line(r):
-        env = r["environment"]
-        gpu = ((env.get("gpu") or {}).get("gpu") or {}).get("name")
-        return [
-            env["device"],
-            env.get("host"),
-            (env.get("cpu") or {}).get("model"),
-            gpu or "-",
-            (env.get("onnxruntime") or {}).get("version"),
-            r["created"],
-        ]
-
-    env_rows = [
-        [k, va, vb]
-        for k, va, vb in zip(
-            ["device", "host", "CPU", "GPU", "onnxruntime", "created"],
-            env_line(a),
-            env_line(b),
-            strict=True,
-        )
+def _env_line(r: dict) -> list:
+    env = r["environment"]
+    gpu = ((env.get("gpu") or {}).get("gpu") or {}).get("name")
+    return [
+        env["device"],
+        env.get("host"),
+        (env.get("cpu") or {}).get("model"),
+        gpu or "-",
+        (env.get("onnxruntime") or {}).get("version"),
+        r["created"],
     ]
+
+
+def _ladder_rows(a: dict, b: dict) -> list[list]:
     la = {r["backend"]: r for r in a["ladder"]["rows"]}
     lb = {r["backend"]: r for r in b["ladder"]["rows"]}
-    ladder = []
+    rows = []
     for name in list(la) + [n for n in lb if n not in la]:
         fa, fb = (la.get(name) or {}).get("figures", {}), (lb.get(name) or {}).get("figures", {})
-        ladder.append(
-            [
-                name,
-                _pct(fa.get("accuracy")),
-                _pct(fb.get("accuracy")),
-                _pct(fa.get("agreement")),
-                _pct(fb.get("agreement")),
-                _sci(fa.get("max_abs_diff")),
-                _sci(fb.get("max_abs_diff")),
+        rows.append(
+            [name]
+            + [
+                f(x.get(k))
+                for k, f in (("accuracy", _pct), ("agreement", _pct), ("max_abs_diff", _sci))
+                for x in (fa, fb)
             ]
         )
+    return rows
+
+
+def _latency_rows(a: dict, b: dict) -> list[list]:
     ka = {(e["backend"], e["batch_size"]): e for e in a["latency"]}
     kb = {(e["backend"], e["batch_size"]): e for e in b["latency"]}
-    latency = []
+    rows = []
     for key in list(ka) + [k for k in kb if k not in ka]:
         ea, eb = ka.get(key), kb.get(key)
         pa = ea["model"]["p50_ms"] if ea else None
         pb = eb["model"]["p50_ms"] if eb else None
         xa = (ea.get("e2e") or {}).get("p50_ms") if ea else None
         xb = (eb.get("e2e") or {}).get("p50_ms") if eb else None
-        latency.append(
+        rows.append(
             [key[0], key[1], _ms(pa), _ms(pb), _ratio(pa, pb), _ms(xa), _ms(xb), _ratio(xa, xb)]
         )
+    return rows
+
+
+def compare_reports(a: dict, b: dict, names=("A", "B")) -> dict:
+    """Two reports side by side: environments, ladders and latencies (B/A ratios)."""
+    na, nb = names
+    keys = ["device", "host", "CPU", "GPU", "onnxruntime", "created"]
+    env_rows = [[k, va, vb] for k, va, vb in zip(keys, _env_line(a), _env_line(b), strict=True)]
+    ladder_cols = ["backend"] + [
+        f"{what} {n}" for what in ("acc", "agree", "max|diff|") for n in (na, nb)
+    ]
+    latency_cols = ["backend", "batch", f"p50 ms {na}", f"p50 ms {nb}", f"{nb}/{na}"]
+    latency_cols += [f"e2e p50 {na}", f"e2e p50 {nb}", f"e2e {nb}/{na}"]
     return {
         "environment": (["", na, nb], env_rows),
-        "ladder": (
-            [
-                "backend",
-                f"acc {na}",
-                f"acc {nb}",
-                f"agree {na}",
-                f"agree {nb}",
-                f"max|diff| {na}",
-                f"max|diff| {nb}",
-            ],
-            ladder,
-        ),
-        "latency": (
-            [
-                "backend",
-                "batch",
-                f"p50 ms {na}",
-                f"p50 ms {nb}",
-                f"{nb}/{na}",
-                f"e2e p50 {na}",
-                f"e2e p50 {nb}",
-                f"e2e {nb}/{na}",
-            ],
-            latency,
-        ),
+        "ladder": (ladder_cols, _ladder_rows(a, b)),
+        "latency": (latency_cols, _latency_rows(a, b)),
     }
 
 

@@ -23,19 +23,20 @@ def _md_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(report: dict) -> str:
-    """report.md: the same tables, the environment, recall changes and flipped images."""
+def _header(report: dict) -> list[str]:
     env = report["environment"]
     gpu = (env.get("gpu") or {}).get("gpu") or {}
     cpu = env.get("cpu") or {}
+    isa = ", ".join(cpu.get("isa") or []) or "-"
     out = [
         f"# edgeft bench: {report['bundle']['name']} on {env['device']}",
         "",
         f"- bundle: `{report['bundle']['path']}` ({report['bundle']['arch']}, "
         f"{report['bundle']['num_classes']} classes, input {report['bundle']['input_size']})",
         f"- data: {data_line(report)}",
-        f"- CPU: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores, load {cpu.get('loadavg')}); "
-        f"threads: {env['threads']['requested'] or 'framework defaults'}",
+        f"- CPU: {cpu.get('model')} (int8/bf16 instructions: {isa}; {cpu.get('logical_cores')} "
+        f"logical cores, load {cpu.get('loadavg')}); threads: "
+        f"{env['threads']['requested'] or 'framework defaults'}",
         f"- GPU: {gpu.get('name')} (sm {gpu.get('compute_capability')}, driver {env['gpu'].get('driver')})"
         if gpu
         else f"- GPU: none ({(env.get('gpu') or {}).get('reason')})",
@@ -52,8 +53,12 @@ def render_markdown(report: dict) -> str:
         )
     if report.get("remote"):
         out.append(f"- run remotely on `{report['remote']['host']}` over SSH")
+    return out
+
+
+def _verdict(report: dict) -> list[str]:
     verdict = report["verdict"]
-    out += [
+    out = [
         "",
         "## Verdict",
         "",
@@ -64,24 +69,26 @@ def render_markdown(report: dict) -> str:
     ]
     if verdict.get("failed"):
         out.append(
-            "Backends that failed to run: "
+            "Backends that failed to run or were refused: "
             + "; ".join(f"{k}: {v}" for k, v in verdict["failed"].items())
         )
-    out += [
-        "",
-        "## Backends",
-        "",
-        _md_table(["backend", "status", "precision", "runs on", "reason"], backend_rows(report)),
-    ]
+    header = ["backend", "status", "precision", "runs on", "reason"]
+    return out + ["", "## Backends", "", _md_table(header, backend_rows(report))]
+
+
+TOLERANCE_COLUMNS = [
+    "backend",
+    "min agreement",
+    "max drop pp",
+    "max |diff|/(1+|ref|)",
+    "tolerance from",
+    "preprocessing from",
+    "differs from bundle in",
+]
+
+
+def _ladder(report: dict) -> list[str]:
     ref = report["ladder"]["reference"]
-    out += [
-        "",
-        "## Parity ladder",
-        "",
-        f"Reference: PyTorch FP32 on {ref['device']}, accuracy {_pct(ref['accuracy'])} on {ref['n']} images.",
-        "",
-        _md_table(LADDER_COLUMNS, ladder_rows(report)),
-    ]
     tol_rows = [
         [
             r["backend"],
@@ -94,21 +101,20 @@ def render_markdown(report: dict) -> str:
         ]
         for r in report["ladder"]["rows"]
     ]
-    out += [
+    return [
         "",
-        _md_table(
-            [
-                "backend",
-                "min agreement",
-                "max drop pp",
-                "max |diff|/(1+|ref|)",
-                "tolerance from",
-                "preprocessing from",
-                "differs from bundle in",
-            ],
-            tol_rows,
-        ),
+        "## Parity ladder",
+        "",
+        f"Reference: PyTorch FP32 on {ref['device']}, accuracy {_pct(ref['accuracy'])} on {ref['n']} images.",
+        "",
+        _md_table(LADDER_COLUMNS, ladder_rows(report)),
+        "",
+        _md_table(TOLERANCE_COLUMNS, tol_rows),
     ]
+
+
+def _changes(report: dict) -> list[str]:
+    out = []
     for r in report["ladder"]["rows"]:
         changes = {k: v for k, v in r["figures"]["recall_change"].items() if abs(v) > 1e-12}
         if changes:
@@ -129,6 +135,11 @@ def render_markdown(report: dict) -> str:
             sheet = report["files"]["contact_sheets"].get(r["backend"])
             if sheet:
                 out += ["", f"![flipped by {r['backend']}]({sheet})"]
+    return out
+
+
+def _latency(report: dict) -> list[str]:
+    out = []
     if report["latency"]:
         o = report["options"]
         how = f"{o['runs']} runs" if o.get("runs") else f"{o['seconds']} s"
@@ -143,16 +154,24 @@ def render_markdown(report: dict) -> str:
         ]
     power = power_rows(report)
     if power:
+        definition = next(
+            e["power"]["throttling"]["definition"] for e in report["latency"] if e.get("power")
+        )
         out += [
             "",
             "## Power and thermals (tegrastats, during the model-only timed runs)",
             "",
             _md_table(POWER_COLUMNS, power),
+            "",
+            f"Throttling: {definition}",
         ]
-        definition = next(
-            e["power"]["throttling"]["definition"] for e in report["latency"] if e.get("power")
-        )
-        out += ["", f"Throttling: {definition}"]
+    return out
+
+
+def render_markdown(report: dict) -> str:
+    """report.md: the same tables, the environment, recall changes and flipped images."""
+    out = _header(report) + _verdict(report) + _ladder(report) + _changes(report)
+    out += _latency(report)
     out += [""] + [f"![{Path(p).stem}]({p})" for p in report["files"]["plots"]]
     return "\n".join(out) + "\n"
 

@@ -81,6 +81,22 @@ def compare_runs(a: dict, b: dict, tolerance: float) -> list[dict]:
     return rows
 
 
+def _print(rows: list[dict], reports: list[dict]) -> None:
+    print(f"{'ratio':22} {'batch':>5} {'run 1':>7} {'run 2':>7} {'change':>7}")
+    for r in rows:
+        print(
+            f"{r['ratio']:22} {r['batch_size']:>5} {r['first']:7.3f} {r['second']:7.3f} "
+            f"{100 * r['change']:6.1f}% {'ok' if r['ok'] else 'MOVED'}"
+        )
+    p50 = [
+        {(e["backend"], e["batch_size"]): round(e["model"]["p50_ms"], 3) for e in r["latency"]}
+        for r in reports
+    ]
+    print("p50 ms, run 1:", {f"{k[0]}@{k[1]}": v for k, v in p50[0].items()})
+    print("p50 ms, run 2:", {f"{k[0]}@{k[1]}": v for k, v in p50[1].items()})
+    print("load average at start:", [r["environment"]["cpu"].get("loadavg") for r in reports])
+
+
 def main(argv=None) -> int:
     """Run the bench twice and print the ratio table; 0 when every ratio repeats within tolerance."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,19 +149,7 @@ def main(argv=None) -> int:
             "bench_stability: error: the bundle needs onnx and onnx-int8 artifacts", file=sys.stderr
         )
         return 2
-    print(f"{'ratio':22} {'batch':>5} {'run 1':>7} {'run 2':>7} {'change':>7}")
-    for r in rows:
-        print(
-            f"{r['ratio']:22} {r['batch_size']:>5} {r['first']:7.3f} {r['second']:7.3f} "
-            f"{100 * r['change']:6.1f}% {'ok' if r['ok'] else 'MOVED'}"
-        )
-    p50 = [
-        {(e["backend"], e["batch_size"]): round(e["model"]["p50_ms"], 3) for e in r["latency"]}
-        for r in reports
-    ]
-    print("p50 ms, run 1:", {f"{k[0]}@{k[1]}": v for k, v in p50[0].items()})
-    print("p50 ms, run 2:", {f"{k[0]}@{k[1]}": v for k, v in p50[1].items()})
-    print("load average at start:", [r["environment"]["cpu"].get("loadavg") for r in reports])
+    _print(rows, reports)
     (out / "stability.json").write_text(
         json.dumps({"tolerance": args.tolerance, "rows": rows}, indent=1)
     )

@@ -74,24 +74,19 @@ def run_edgeft(
     }
 
 
-def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0) -> dict:
-    """The PyTorch tutorial recipe on edgeft's split (same images, same sizes)."""
+def _classic_loaders(ds, size: int):
+    """The tutorial's transforms: RandomResizedCrop + flip to train, Resize + CenterCrop to
+    validate (256/224 scaled to this input size), ImageNet normalisation, batch 4."""
     import torch
-    from torch import nn
 
-    tv = ensure_torchvision()
+    ensure_torchvision()
     from torchvision import transforms as T
 
-    from edgeft.data import load_dataset
-    from edgeft.models.weights import read_checkpoint
-    from edgeft.preprocess import load_rgb
+    from edgeft.images import load_rgb
 
-    torch.manual_seed(seed)
-    ds = load_dataset(data, valid_pct=0.2, seed=seed)
     index = {lb: i for i, lb in enumerate(ds.labels)}
     norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     train_tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-    # The tutorial's Resize(256) + CenterCrop(224), scaled to this input size.
     valid_tf = T.Compose(
         [T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm]
     )
@@ -107,8 +102,22 @@ def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0)
             s = self.samples[i]
             return self.tf(load_rgb(s.path)), index[s.label]
 
-    train_dl = torch.utils.data.DataLoader(Images(ds.train, train_tf), batch_size=4, shuffle=True)
-    valid_dl = torch.utils.data.DataLoader(Images(ds.valid, valid_tf), batch_size=64)
+    train = torch.utils.data.DataLoader(Images(ds.train, train_tf), batch_size=4, shuffle=True)
+    return train, torch.utils.data.DataLoader(Images(ds.valid, valid_tf), batch_size=64)
+
+
+def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0) -> dict:
+    """The PyTorch tutorial recipe on edgeft's split (same images, same sizes)."""
+    import torch
+    from torch import nn
+
+    from edgeft.data import load_dataset
+    from edgeft.models.weights import read_checkpoint
+
+    tv = ensure_torchvision()
+    torch.manual_seed(seed)
+    ds = load_dataset(data, valid_pct=0.2, seed=seed)
+    train_dl, valid_dl = _classic_loaders(ds, size)
     model = tv.models.mobilenet_v2(weights=None)
     model.load_state_dict(read_checkpoint(weights))
     model.classifier[1] = nn.Linear(model.last_channel, len(ds.labels))
@@ -125,10 +134,8 @@ def run_classic(data: Path, weights: str, size: int, epochs: int, seed: int = 0)
             opt.step()
         sched.step()
         model.eval()
-        correct = 0
         with torch.no_grad():
-            for x, y in valid_dl:
-                correct += int((model(x).argmax(1) == y).sum())
+            correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in valid_dl)
         elapsed += time.perf_counter() - t0
         curve.append({"epoch": epoch, "accuracy": correct / len(ds.valid), "elapsed_s": elapsed})
         print(

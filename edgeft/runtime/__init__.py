@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeft import formats
-from edgeft.bundle import Bundle, artifact_preprocessing
+from edgeft.bundle import Bundle
 from edgeft.errors import UserError
 from edgeft.frameprep import FramePrep
 from edgeft.metrics import softmax
+from edgeft.preprocess import artifact_preprocessing
 from edgeft.runtime.resolve import candidates, detect_device, resolve_backend
 from edgeft.runtime.selftest import SelfTest, run_self_test
 

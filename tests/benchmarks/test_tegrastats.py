@@ -12,14 +12,8 @@ import time
 
 import pytest
 
-from benchmarks.tegrastats import (
-    THROTTLE_DEFINITION,
-    TegrastatsError,
-    TegrastatsSampler,
-    TegrastatsUnavailable,
-    parse_line,
-    summarize,
-)
+from benchmarks.tegrastats import THROTTLE_DEFINITION, parse_line, summarize
+from benchmarks.tegrastats_sampler import TegrastatsError, TegrastatsSampler, TegrastatsUnavailable
 
 # Jetson Nano (JetPack 4, root, detectnet running), four consecutive lines from
 # https://github.com/dusty-nv/jetson-inference/issues/1206 (comment of 2021-09-01).
