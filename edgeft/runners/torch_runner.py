@@ -37,6 +37,8 @@ def load_torch_model(bundle):
         ) from None
     if not isinstance(state, dict):
         raise UserError(f"{path} is not a state_dict: re-run `edgeft finetune`")
+    last = [v for v in state.values() if getattr(v, "ndim", 0) == 2]  # the head's last Linear
+    bundle.check_io(path.name, None, int(last[-1].shape[0]) if last else None)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
