@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from benchmarks.tegrastats import _has_data, parse_line
+from benchmarks.tegrastats import _has_data, parse_line, summarize
 from edgeft.errors import UserError
 
 
