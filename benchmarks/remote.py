@@ -76,20 +76,17 @@ def remote_options(opts, folder: str) -> str:
     return to_json(remote, exclude=REMOTE_ONLY)
 
 
-def _push_inputs(remote, bundle, opts, folder: str, tmp: Path, method: str) -> dict[str, str]:
-    """Copy the bundle and the labelled images over; returns the image path mapping."""
-    remote.push(bundle.path, f"{folder}/bundle", method)
+def _local_inputs(bundle, opts, tmp: Path) -> tuple[Path, dict[str, str]]:
+    """The labelled images to copy over, checked before any connection: ``--data``, or the
+    bundle's validation split staged as links in ``tmp``. Returns (folder, path mapping)."""
     if opts.data is not None:
         data = Path(opts.data).expanduser()
         if not data.is_dir():
             raise UserError(f"--data {data} is not a folder: pass a folder of class folders")
-        remote.push(data, f"{folder}/data", method)
-        return {"": str(data.resolve())}
+        return data, {"": str(data.resolve())}
     staging = tmp / "data"
     staging.mkdir()
-    mapping = _stage_split(bundle, staging)
-    remote.push(staging, f"{folder}/data", method)
-    return mapping
+    return staging, _stage_split(bundle, staging)
 
 
 def _bench_there(remote, opts, folder: str, tmp: Path) -> None:
@@ -128,16 +125,18 @@ def run_remote(opts, method: str | None = None) -> dict:
     remote = Remote(opts.remote, opts.ssh_key, opts.remote_edgeft)
     out_dir = Path(opts.out) if opts.out else Path(f"bench-{bundle.path.name}-{opts.device}")
     t0 = time.perf_counter()
-    folder, remote_rsync = remote.probe()
-    method = method or ("rsync" if remote_rsync and shutil.which("rsync") else "tar")
     times = {}
     with tempfile.TemporaryDirectory(prefix="edgeft-remote-") as tmp:
         tmp = Path(tmp)
+        images, mapping = _local_inputs(bundle, opts, tmp)  # before any connection
+        folder, remote_rsync = remote.probe()
+        method = method or ("rsync" if remote_rsync and shutil.which("rsync") else "tar")
         try:
             console().print(
                 f"copying {bundle.path} and the labelled images to {remote.host}:{folder} ({method})"
             )
-            mapping = _push_inputs(remote, bundle, opts, folder, tmp, method)
+            remote.push(bundle.path, f"{folder}/bundle", method)
+            remote.push(images, f"{folder}/data", method)
             times["copy_s"] = round(time.perf_counter() - t0, 2)
             console().print(f"running edgeft bench on {remote.host}")
             t1 = time.perf_counter()

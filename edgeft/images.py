@@ -14,7 +14,6 @@ This module imports neither torch nor fastai.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,11 @@ IMAGE_EXTENSIONS = (
 )
 DEFAULT_MAX_PIXELS = 64_000_000  # an 8000x8000 photo; a 20000x20000 bomb is 400 MP
 _limit: list[int | None] = [None]  # set by --max-pixels; None: env or default
+
+# edgeft checks the size itself (check_pixels) before any pixel is decoded, against a limit
+# the user can set; Pillow's own fixed check would refuse first, with its own message, at
+# twice its 89 MP default -- so it is switched off for this process.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(UserError):
@@ -100,16 +104,12 @@ def load_rgb(path: str | Path, exif_transpose: bool = True) -> Image.Image:
         ImageError: the file is missing, not an image, corrupt, or over the pixel limit.
     """
     try:
-        with warnings.catch_warnings():
-            # We check the size ourselves before decoding; Pillow's own bomb check would
-            # otherwise warn (or raise) with its fixed limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                check_pixels(im.width, im.height, f"image {path}")
-                im.load()
-                if exif_transpose:
-                    im = ImageOps.exif_transpose(im)
-                return to_rgb(im)
+        with Image.open(path) as im:
+            check_pixels(im.width, im.height, f"image {path}")
+            im.load()
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
     except FileNotFoundError:
         raise ImageError(f"image {path} does not exist") from None
     except IsADirectoryError:

@@ -239,6 +239,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             result = ExportResult(bundle.path, notes=notes)
             with workdir(bundle.path) as work:
                 ev = Evidence(bundle, opts)
+                if any(f.precision == "int8" for f in rows):
+                    ev.calibration()  # a bad --calib-data fails here, before anything is recorded
                 for fmt in rows:
                     result.records[fmt.name] = _build_one(fmt, bundle, opts, ev, work)
                 if opts.check and rows and bundle.manifest.golden is None:
