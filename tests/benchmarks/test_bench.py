@@ -372,3 +372,32 @@ def test_broken_artifact_is_reported_as_failed(tiny, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert {b["name"]: b["status"] for b in report["backends"]}["onnx"] == "failed"
     assert report["backends"][1]["sha256_matches_record"] is True
+
+
+def test_planted_fault_a_swapped_logit_column_exits_3(tiny, tmp_path):
+    """Two output columns swapped in a correct FP32 ONNX (as if its labels were reordered):
+    the scaled FP32 bound fails it, however the CPU rounds."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    b = copy_bundle(tiny, tmp_path / "b")
+    path = b / "model.onnx"
+    model = onnx.load(str(path))
+    last = next(n for n in reversed(model.graph.node) if n.op_type in ("Gemm", "MatMul"))
+    inits = {t.name: t for t in model.graph.initializer}
+    for name in last.input[1:]:
+        if name in inits:
+            a = numpy_helper.to_array(inits[name]).copy()
+            axis = 0 if a.ndim == 1 or last.op_type == "Gemm" else 1
+            idx = [1, 0, *range(2, a.shape[axis])]
+            inits[name].CopyFrom(numpy_helper.from_array(np.take(a, idx, axis=axis), name))
+    onnx.save(model, str(path))
+    rec = json.loads((b / "bundle.json").read_text())["artifacts"]["onnx"]
+    record_artifact(b, "onnx", dict(rec, sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    proc = run_cli(
+        "bench", b, "--backends", "torch,onnx", "--batch-sizes", "1", "--out", tmp_path / "o", *FAST
+    )
+    line = assert_one_line_error(proc, 3, "parity ladder failed: onnx:")
+    assert "max |diff|/(1+|ref|)" in line
