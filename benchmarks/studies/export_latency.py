@@ -17,7 +17,6 @@ Writes ``benchmarks/results/export_latency.json`` and ``.md`` (``--out`` to chan
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -32,16 +31,10 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def _time(fn, n: int) -> list[float]:
-    gc.disable()
-    try:
-        out = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
-    finally:
-        gc.enable()
+    """``n`` timed calls, through bench's own timing routine (the same clock and GC policy)."""
+    from benchmarks.latency import time_calls
+
+    return time_calls(fn, warmup=0, runs=n)
 
 
 def machine() -> dict:
