@@ -75,6 +75,23 @@ def _parameter(field, cli, hint) -> inspect.Parameter:
     )
 
 
+def options_from(cls, kwargs: dict[str, Any]):
+    """The options object of class ``cls`` from a parsed command line (``kwargs`` by field
+    name, as click hands them to the command): parse functions applied, options left unset
+    at the dataclass defaults."""
+    values = {}
+    for f, c, _ in cli_fields(cls):
+        value = kwargs.get(f.name, _UNSET)
+        if value is _UNSET or (c.parse is not None and value is None):
+            continue  # the dataclass default
+        if c.parse is not None:
+            value = c.parse(value)
+        elif c.repeat and value is None:
+            continue
+        values[f.name] = value
+    return cls(**values)
+
+
 def add_command(
     app: typer.Typer, name: str, cls, run: Callable[[Any], Any], help: str, **settings
 ) -> Callable:
@@ -85,17 +102,7 @@ def add_command(
     params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # required first
 
     def command(**kwargs):
-        values = {}
-        for f, c, _ in fields:
-            value = kwargs.get(f.name, _UNSET)
-            if value is _UNSET or (c.parse is not None and value is None):
-                continue  # the dataclass default
-            if c.parse is not None:
-                value = c.parse(value)
-            elif c.repeat and value is None:
-                continue
-            values[f.name] = value
-        return run(cls(**values))
+        return run(options_from(cls, kwargs))
 
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {p.name: p.annotation for p in params}

@@ -277,7 +277,7 @@ def test_cuda_torch_fp32_and_fp16(tiny, tmp_path):
         "--device",
         "cuda",
         "--backends",
-        "torch,torch-fp16,onnx",
+        "torch,torch-fp16,torch-cl,onnx",
         "--batch-sizes",
         "1,8",
         "--runs",
@@ -303,6 +303,9 @@ def test_cuda_torch_fp32_and_fp16(tiny, tmp_path):
     assert report["environment"]["torch"]["tf32"] == {"cudnn": False, "matmul": False}
     for e in report["latency"]:
         assert e["model"]["runs"] == 20 and e["model"]["p50_ms"] > 0
+        if e["backend"].startswith("torch"):  # CUDA events and peak GPU memory per batch size
+            assert e["model"]["timer"] == "cuda-events"
+            assert e["gpu_memory"]["model"]["working_bytes"] > 0
 
 
 def test_stability_ratios_are_paired_per_round():
