@@ -16,21 +16,30 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import edgeft
 from benchmarks.images import LADDER_BATCH, ImageCache, reference_logits, strict_fp32_on_cuda
-from benchmarks.options import BenchOptions
+from benchmarks.ladder import backend_tolerance, ladder_row, parse_tolerances, tolerance_source
+from benchmarks.latency import Target, measure
+from benchmarks.options import REMOTE_ONLY, BenchOptions
+from benchmarks.report import SCHEMA_ID, print_report, raise_on_verdict, write_bench_reports
+from benchmarks.tegrastats import summarize
+from benchmarks.tegrastats_sampler import TegrastatsSampler
 from edgeft import formats
-from edgeft.bundle import file_sha256
+from edgeft.bundle import ArtifactModified, Bundle, file_sha256
+from edgeft.console import progress, quiet_if
+from edgeft.data import LabelledSet, labelled_folder
 from edgeft.errors import UserError
+from edgeft.parity import bundle_valid_samples, compare, run_batches
+from edgeft.platform.env import capture
+from edgeft.platform.jetson import require_jetson
+from edgeft.preprocess import artifact_preprocessing
+from edgeft.provenance import now_iso
 
 __all__ = ["BenchOptions", "run_bench"]
 
 
 def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides) -> tuple:
     """Ladder row of one activated backend, and what its latency measurement needs."""
-    from benchmarks.ladder import backend_tolerance, ladder_row, tolerance_source
-    from benchmarks.latency import Target
-    from edgeft.parity import compare, run_batches
-    from edgeft.preprocess import artifact_preprocessing
 
     record = runner.record
     desc = runner.describe()
@@ -93,8 +102,6 @@ def _time_backends(targets, opts, jetson: dict | None, advance) -> tuple[list[di
     backend's model-only segments get the samples that fell inside them."""
     import time
 
-    from benchmarks.latency import measure
-
     kwargs = dict(
         warmup=opts.warmup,
         runs=opts.runs,
@@ -105,8 +112,6 @@ def _time_backends(targets, opts, jetson: dict | None, advance) -> tuple[list[di
     )
     if jetson is None:
         return measure(targets, opts.batch_sizes, **kwargs), None
-    from benchmarks.tegrastats import summarize
-    from benchmarks.tegrastats_sampler import TegrastatsSampler
 
     limits = jetson.get("throttle_trip_points_c") or None
     segments: dict[tuple[str, int], list[tuple[float, float]]] = {}
@@ -143,7 +148,6 @@ def run_bench(opts: BenchOptions) -> dict:
             failed to run (after the reports are written).
         ParityError: a backend breached its tolerance (after the reports are written).
     """
-    from edgeft.console import quiet_if
 
     opts.validate()
     with quiet_if(opts.quiet):
@@ -169,16 +173,10 @@ class _Setup:
 
 def _setup(opts: BenchOptions) -> _Setup:
     """Everything checked before any model runs: bundle, device, data, what can run."""
-    from benchmarks.ladder import parse_tolerances
-    from edgeft.bundle import Bundle
-    from edgeft.data import LabelledSet, labelled_folder
-    from edgeft.parity import bundle_valid_samples
 
     bundle = Bundle.load(opts.bundle, opts.trust_modified)
     jetson = None
     if opts.device == "jetson":
-        from edgeft.platform.jetson import require_jetson
-
         jetson = require_jetson(opts.jetson_root)
     overrides = parse_tolerances(opts.tolerances, formats.names())
     if opts.data is None:
@@ -205,7 +203,6 @@ def _setup(opts: BenchOptions) -> _Setup:
 def _ladder(opts: BenchOptions, s: _Setup, ref_logits, advance):
     """Activate each runnable backend once and run its rung; returns
     ``(backends, rows, failed, active targets)``."""
-    from edgeft.bundle import ArtifactModified
 
     backends, rows, failed, active = [], [], {}, []
     for name in s.names:
@@ -236,7 +233,6 @@ def _ladder(opts: BenchOptions, s: _Setup, ref_logits, advance):
 
 
 def _run_local(opts: BenchOptions) -> dict:
-    from edgeft.console import progress
 
     s = _setup(opts)
     ref_logits = reference_logits(s.bundle, s.ref_images, opts.threads)
@@ -253,7 +249,6 @@ def _run_local(opts: BenchOptions) -> dict:
         for t in active:
             t.runner.deactivate()
     report = _report(opts, s, ref_logits, backends, rows, latency, power, failed)
-    from benchmarks.report import print_report, raise_on_verdict, write_bench_reports
 
     write_bench_reports(report, s.out_dir)
     if not opts.quiet:
@@ -288,11 +283,6 @@ def _data_section(labelled, images, labels) -> dict:
 
 def _report(opts, s: _Setup, ref_logits, backends, rows, latency, power, failed) -> dict:
     """The report dict (schema ``edgeft.bench/1``)."""
-    import edgeft
-    from benchmarks.options import REMOTE_ONLY
-    from benchmarks.report import SCHEMA_ID
-    from edgeft.platform.env import capture
-    from edgeft.provenance import now_iso
 
     breaches = {r["backend"]: r["breaches"] for r in rows if r["breaches"]}
     reference = {

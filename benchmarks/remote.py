@@ -24,9 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.options import REMOTE_ONLY
 from benchmarks.remote_ssh import Remote
+from benchmarks.report import load_report, print_report, raise_on_verdict, write_bench_reports
+from edgeft.bundle import Bundle
+from edgeft.console import console
 from edgeft.errors import UserError
 from edgeft.labels import label_problem
+from edgeft.options import to_json
+from edgeft.parity import bundle_valid_samples
 
 
 def safe_child(root: Path, name: str) -> Path:
@@ -45,7 +51,6 @@ def safe_child(root: Path, name: str) -> Path:
 
 def _stage_split(bundle, staging: Path) -> dict[str, str]:
     """The bundle's validation images as ``label/NNNN_name`` symlinks; returns rel -> local path."""
-    from edgeft.parity import bundle_valid_samples
 
     mapping = {}
     for i, (path, label) in enumerate(bundle_valid_samples(bundle)):
@@ -61,9 +66,6 @@ def remote_options(opts, folder: str) -> str:
     """The options the remote ``edgeft bench`` runs with, as JSON: this bench's own options
     object with the remote paths (no command line is rebuilt; see :mod:`edgeft.options`)."""
     from dataclasses import replace
-
-    from benchmarks.options import REMOTE_ONLY
-    from edgeft.options import to_json
 
     remote = replace(
         opts,
@@ -117,9 +119,6 @@ def run_remote(opts, method: str | None = None) -> dict:
     Returns:
         The report, with paths mapped to this machine and a ``remote`` section.
     """
-    from benchmarks.report import load_report, print_report, raise_on_verdict, write_bench_reports
-    from edgeft.bundle import Bundle
-    from edgeft.console import console
 
     bundle = Bundle.load(opts.bundle, opts.trust_modified)
     remote = Remote(opts.remote, opts.ssh_key, opts.remote_edgeft)

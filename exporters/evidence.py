@@ -7,6 +7,7 @@ import contextlib
 import time
 
 from edgeft import formats
+from edgeft.calibration import load_calibration
 from edgeft.console import console, progress
 from edgeft.data import labelled_folder
 from edgeft.errors import UserError
@@ -99,8 +100,6 @@ class Evidence:
     def calibration(self):
         """The calibration set (normalised inputs), sampled once."""
         if self._calib is None:
-            from edgeft.calibration import load_calibration
-
             o = self.opts
             with progress("reading calibration images", o.calib_count) as advance:
                 self._calib = load_calibration(

@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeft.console import console
 from edgeft.errors import UserError
 from exporters.request import BuildResult
 
@@ -294,7 +295,6 @@ def preflight(options: Options) -> None:
 
 def build(req) -> BuildResult:
     """Leaf exporter of ``onnx`` / ``onnx-folded``: the PyTorch model to an FP32 ONNX file."""
-    from edgeft.console import console
 
     o = req.options
     t0 = time.perf_counter()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import edgeft
 from edgeft.atomic import sha256_file
+from edgeft.console import table
 from edgeft.manifest import ArtifactRecord
 from edgeft.parity import breaches
 from edgeft.provenance import now_iso, package_version
@@ -14,7 +16,6 @@ MAX_FLIPPED = 20  # flipped images listed in a record (the count is always compl
 
 def tools(*extra: str) -> dict:
     """Versions of the tools that shaped an artifact."""
-    import edgeft
 
     names = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy", *extra)
     return {"edgeft": edgeft.__version__, **{n: v for n in names if (v := package_version(n))}}
@@ -65,7 +66,6 @@ def artifact_record(
 
 def summary_table(records: dict):
     """A table of what was exported and how it compares with PyTorch."""
-    from edgeft.console import table
 
     rows = []
     for name, rec in records.items():

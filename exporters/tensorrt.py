@@ -28,6 +28,8 @@ from edgeft.console import console
 from edgeft.errors import UserError
 from edgeft.parity import fold_input
 from edgeft.platform.tensorrt import load_trt
+from exporters.int8 import quantize_qdq
+from exporters.onnx_fp16 import to_fp16
 from exporters.request import BuildRequest, BuildResult
 from exporters.tensorrt_build import build_engine
 from exporters.tensorrt_calib import calibration_cache_key
@@ -100,8 +102,6 @@ def _calib_batches(x, size: int = 8):
 
 def _typed_source(req: BuildRequest, precision: str) -> tuple[Path, dict, dict | None]:
     """The FP16-cast or Q/DQ ONNX the strongly typed path builds from, in the workdir."""
-    from exporters.int8 import quantize_qdq
-    from exporters.onnx_fp16 import to_fp16
 
     src = req.workdir / SOURCE_FILES[precision]
     int8_info = None

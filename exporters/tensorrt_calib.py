@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.atomic import write_bytes_atomic
+from edgeft.platform.cudamem import cuda_memory
 
 
 def calibration_cache_key(
@@ -84,7 +85,6 @@ class DeviceBuffer:
     """One GPU buffer for calibration batches (memory from :mod:`edgeft.platform.cudamem`)."""
 
     def __init__(self, nbytes: int):
-        from edgeft.platform.cudamem import cuda_memory
 
         self.mem = cuda_memory()
         self.backend = self.mem.name

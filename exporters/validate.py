@@ -8,6 +8,8 @@ import numpy as np
 from edgeft import formats
 from edgeft.errors import UserError
 from edgeft.parity import breaches, run_batches, tolerance_for
+from edgeft.platform.gpu import probe_gpu
+from exporters.int8_fallback import run_model
 from exporters.request import Judgement
 
 
@@ -25,7 +27,6 @@ def run_onnx(
     """Outputs of an ONNX file or in-memory model over ``x`` with ONNX Runtime on the CPU.
     ``optimize=False`` runs the graph as written (Q/DQ simulated in float: the arithmetic
     TensorRT's explicit quantization reproduces)."""
-    from exporters.int8_fallback import run_model
 
     if not hasattr(path_or_model, "graph"):
         import onnx
@@ -50,30 +51,25 @@ def judge_factory(evidence, precision: str, out_kind: str, normalize_in_graph: b
 
 def _run_here(fmt, bundle, staged, stub, evidence, threads):
     """Run the staged file through its own runner on a device of this machine, or explain
-    why it cannot run here."""
-    devices = [d for d in ("cpu", "cuda") if d in fmt.devices]
+    why it cannot run here. A form that runs on the CPU must run: its failure is the
+    export's failure. Only a GPU form on a machine without a usable GPU falls back (to the
+    exporter's proxy file, in :func:`measure`)."""
+    x = evidence.valid().x  # missing validation images: the user's error, before anything runs
     why = formats.missing_needs(fmt)
     if why:
         return None, why
     cls = formats.load_object(fmt.runner)
-    reasons = []
-    for device in devices:
-        if device == "cuda":
-            from edgeft.platform.gpu import probe_gpu
-
-            gpu, reason = probe_gpu()
-            if gpu is None:
-                reasons.append(reason or "no GPU")
-                continue
-        try:
-            runner = cls(bundle, fmt, device=device, threads=threads, path=staged, record=stub)
-            with runner:
-                return run_batches(
-                    runner, evidence.valid().x, pp=evidence.pp
-                ), f"{fmt.name} on {device}"
-        except UserError as exc:
-            reasons.append(f"the {fmt.name} file could not run here: {exc}")
-    return None, "; ".join(reasons) or f"{fmt.name} runs on {', '.join(fmt.devices)} only"
+    if "cpu" in fmt.devices:
+        with cls(bundle, fmt, device="cpu", threads=threads, path=staged, record=stub) as runner:
+            return run_batches(runner, x, pp=evidence.pp), f"{fmt.name} on cpu"
+    gpu, reason = probe_gpu()
+    if gpu is None:
+        return None, reason or "no CUDA GPU visible"
+    try:
+        with cls(bundle, fmt, device="cuda", threads=threads, path=staged, record=stub) as runner:
+            return run_batches(runner, x, pp=evidence.pp), f"{fmt.name} on {gpu['name']}"
+    except UserError as exc:  # e.g. this TensorRT cannot run the plan here
+        return None, f"the {fmt.name} file could not run here: {exc}"
 
 
 def measure(fmt, bundle, staged, stub: dict, result, evidence, threads) -> tuple[dict | None, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.report.markdown import render_markdown
 from edgeft.atomic import replace_dir
 from edgeft.errors import ParityError, UserError
 
@@ -28,8 +29,6 @@ def write_reports(report: dict, out: Path, extra_files=None) -> Path:
     def fill(tmp: Path) -> None:
         if extra_files:
             extra_files(tmp)
-        from benchmarks.report.markdown import render_markdown
-
         (tmp / "report.md").write_text(render_markdown(report))
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
 

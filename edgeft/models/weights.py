@@ -21,6 +21,8 @@ from pathlib import Path
 from edgeft.atomic import sha256_file
 from edgeft.errors import UserError
 from edgeft.models.archs import ArchSpec, get_arch
+from edgeft.models.lite0 import LITE0_CACHE_FILE, LITE0_TIMM_NAME, is_lite_checkpoint, map_lite_keys
+from edgeft.platform.tvfix import ensure_torchvision
 
 
 @dataclass
@@ -45,7 +47,6 @@ def hub_checkpoint_dir() -> Path:
 
 
 def _tv_variants(spec: ArchSpec):
-    from edgeft.platform.tvfix import ensure_torchvision
 
     tv = ensure_torchvision()
     enum = tv.models.get_model_weights(spec.name)
@@ -134,7 +135,6 @@ def _download(arch: str, want, cache: Path, offline: bool) -> WeightsSource:
 
 
 def _resolve_timm(spec: ArchSpec, weights: str | None, cache: Path, offline: bool) -> WeightsSource:
-    from edgeft.models.lite0 import LITE0_CACHE_FILE, LITE0_TIMM_NAME
 
     if weights:
         raise UserError(f"{spec.name} takes --weights as a file path only, not {weights!r}")
@@ -181,14 +181,11 @@ def load_into(spec: ArchSpec, model, state_dict: dict, origin: str) -> None:
     Raises:
         UserError: keys or shapes do not fit the arch (e.g. a checkpoint of another arch).
     """
-    if spec.source == "timm":
-        from edgeft.models.lite0 import is_lite_checkpoint, map_lite_keys
-
-        if is_lite_checkpoint(state_dict):
-            try:
-                state_dict = map_lite_keys(state_dict)
-            except ValueError as exc:
-                raise UserError(f"weights file {origin} does not fit {spec.name}: {exc}") from None
+    if spec.source == "timm" and is_lite_checkpoint(state_dict):
+        try:
+            state_dict = map_lite_keys(state_dict)
+        except ValueError as exc:
+            raise UserError(f"weights file {origin} does not fit {spec.name}: {exc}") from None
     state_dict = {
         k: v for k, v in state_dict.items() if not k.startswith(spec.ignore_keys or ("\0",))
     }
@@ -222,9 +219,6 @@ def pretrained_full_model(arch: str, source: WeightsSource):
 
     spec = get_arch(arch)
     if source.kind == "timm-hub":
-        from edgeft.models.lite0 import LITE0_TIMM_NAME
-        from edgeft.platform.tvfix import ensure_torchvision
-
         ensure_torchvision()
         import timm
 

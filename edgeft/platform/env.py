@@ -19,6 +19,9 @@ import subprocess
 import sys
 
 from edgeft.platform.cpu import _read, cpu_info, cpu_isa, ram_info
+from edgeft.platform.gpu import describe_device
+from edgeft.platform.jetson import is_jetson, jetson_info
+from edgeft.platform.tvfix import ensure_torchvision, workaround_applied
 from edgeft.provenance import package_version, provenance
 
 # What the TensorRT exporter's paths were verified on (kept next to the probe so that
@@ -54,7 +57,6 @@ def _torch() -> dict:
         info["gpu"] = torch.cuda.get_device_name(0)
         major, minor = torch.cuda.get_device_capability(0)
         info["capability"] = f"sm_{major}{minor}"
-    from edgeft.platform.tvfix import ensure_torchvision, workaround_applied
 
     tv = _try(lambda: ensure_torchvision().__version__)
     info["torchvision"] = tv
@@ -102,7 +104,6 @@ def _opencv() -> dict:
 
 
 def _jetson() -> dict:
-    from edgeft.platform.jetson import is_jetson, jetson_info
 
     return jetson_info() if is_jetson() else {"jetson": False}
 
@@ -159,7 +160,6 @@ def _nvidia_driver() -> dict:
 
 def gpu_info() -> dict:
     """GPU 0 (name, compute capability) with driver and CUDA versions, or why there is none."""
-    from edgeft.platform.gpu import describe_device
 
     dev = describe_device()
     out = {"gpu": dev["gpu"], "reason": dev["gpu_reason"], "jetson_release": dev["jetson"]}

@@ -21,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgeft.errors import UserError
+from edgeft.platform.cudamem import cuda_memory
+from edgeft.platform.gpu import probe_gpu
+from edgeft.platform.tensorrt import check_engine_compatible, load_trt
 from edgeft.runners.base import Runner
 
 
@@ -37,8 +40,6 @@ class TrtRunner(Runner):
 
     @classmethod
     def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
-        from edgeft.platform.gpu import probe_gpu
-        from edgeft.platform.tensorrt import check_engine_compatible, load_trt
 
         build = bundle.artifact(fmt.name).build
         try:
@@ -57,8 +58,6 @@ class TrtRunner(Runner):
         return True, ""
 
     def activate(self) -> None:
-        from edgeft.platform.cudamem import cuda_memory
-        from edgeft.platform.tensorrt import check_engine_compatible, load_trt
 
         build = _record_build(self.record)
         trt, info = load_trt(prefer=(build["tensorrt"]["flavour"],))

@@ -7,13 +7,13 @@ import importlib.util
 
 from edgeft import formats
 from edgeft.errors import UserError
+from edgeft.platform.gpu import probe_gpu
+from edgeft.runners.onnxrt import available_providers
 
 
 def detect_device() -> str:
     """``cuda`` where TensorRT or ONNX Runtime's CUDA provider is installed and a GPU is
     visible, else ``cpu`` (the GPU probe runs only when a GPU engine is installed)."""
-    from edgeft.platform.gpu import probe_gpu
-    from edgeft.runners.onnxrt import available_providers
 
     wants_gpu = importlib.util.find_spec("tensorrt") is not None or (
         "CUDAExecutionProvider" in available_providers()
