@@ -34,7 +34,14 @@ from edgeft.images import ImageError, is_image_file, load_rgb
 from edgeft.labels import check_labels
 from edgeft.scan import LabelledSet, class_dirs, labelled_folder, scan_class_folders
 
-__all__ = ["Dataset", "LabelledSet", "Sample", "labelled_folder", "load_dataset", "scan_class_folders"]
+__all__ = [
+    "Dataset",
+    "LabelledSet",
+    "Sample",
+    "labelled_folder",
+    "load_dataset",
+    "scan_class_folders",
+]
 
 
 @dataclass(frozen=True)

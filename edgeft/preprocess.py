@@ -214,7 +214,11 @@ def artifact_preprocessing(
         bundle's.
     """
     base = bundle.preprocessing
-    own = record.get("preprocessing") if isinstance(record, dict) else getattr(record, "preprocessing", None)
+    own = (
+        record.get("preprocessing")
+        if isinstance(record, dict)
+        else getattr(record, "preprocessing", None)
+    )
     source = "artifact record"
     if not isinstance(own, dict):
         own, source = onnx_metadata_preprocessing(metadata), "ONNX metadata"

@@ -95,6 +95,7 @@ L4T_TO_JETPACK = {
 #: L4T major -> JetPack family, for revisions not in :data:`L4T_TO_JETPACK`.
 L4T_FAMILY = {32: "4.x", 34: "5.x", 35: "5.x", 36: "6.x", 38: "7.x", 39: "7.x"}
 
+
 class NotAJetsonError(UserError):
     """``--device jetson`` was asked for on a machine that is not a Jetson."""
 
