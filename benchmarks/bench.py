@@ -51,7 +51,7 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
         raise UserError(
             f"{name}: its preprocessing reads a different set of images than the reference"
         )
-    out = run_batches(runner, imgs.x, LADDER_BATCH, pp)
+    out = run_batches(runner, imgs, LADDER_BATCH, pp)
     output = getattr(runner, "output", "logits")
     figures = compare(ref_logits, out, imgs.targets, bundle.labels, output, imgs.paths)
     recorded = (record.parity if record is not None else {}).get("tolerance")
@@ -67,7 +67,7 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
         record=record.model_dump() if record is not None else None,
         tolerance_from=tol_from,
     )
-    target = Target(name, runner, imgs.x, imgs.paths, pp)
+    target = Target(name, runner, imgs.head(LADDER_BATCH), imgs.paths, pp)
     return {"precision": precision, "describe": desc}, row, target
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from edgeft import formats
 from edgeft.console import progress
 from edgeft.errors import UserError
-from edgeft.parity import load_labelled, run_batches
+from edgeft.labelled import load_labelled
+from edgeft.parity import run_batches
 
 #: Batch size for the ladder's passes over the labelled images.
 LADDER_BATCH = 32
@@ -40,4 +41,4 @@ def reference_logits(bundle, images, threads: int | None):
     if not ok:
         raise UserError(f"the parity ladder compares every backend with PyTorch FP32, and {reason}")
     with formats.make_runner("torch", bundle, "cpu", threads) as ref:
-        return run_batches(ref, images.x, LADDER_BATCH)
+        return run_batches(ref, images, LADDER_BATCH)

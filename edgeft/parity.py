@@ -10,15 +10,14 @@ images whose prediction flipped. Tolerances are per precision. Export checks and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeft.errors import UserError
-from edgeft.images import ImageError, load_rgb
 from edgeft.metrics import softmax
-from edgeft.preprocess import Preprocessing, image_to_input
+from edgeft.preprocess import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -71,44 +70,6 @@ def tolerance_for(precision: str, overrides: dict | None = None) -> Tolerance:
     return tol
 
 
-@dataclass
-class LabelledImages:
-    """Preprocessed labelled images: ``x`` (N, 3, H, W) float32 and ``targets`` (N,)."""
-
-    x: np.ndarray
-    targets: np.ndarray
-    paths: list[str]
-    skipped: list[tuple[str, str]]
-    source: str = ""  # where the images came from, for records and reports
-    unknown: dict = field(default_factory=dict)  # class folders that are not labels -> count
-
-
-def load_labelled(
-    samples, labels: list[str], pp: Preprocessing, limit: int | None = None, progress=None
-) -> LabelledImages:
-    """Decode and preprocess ``(path, label)`` pairs; unreadable images are skipped and counted.
-
-    Raises:
-        UserError: no image could be read.
-    """
-    index = {lb: i for i, lb in enumerate(labels)}
-    xs, ys, paths, skipped = [], [], [], []
-    for path, label in list(samples)[: limit or None]:
-        try:
-            xs.append(image_to_input(load_rgb(path, pp.exif_transpose), pp, normalize=True))
-            ys.append(index[label])
-            paths.append(str(path))
-        except ImageError as exc:
-            skipped.append((str(path), str(exc)))
-        if progress:
-            progress()
-    if not xs:
-        raise UserError(
-            f"none of the {len(skipped)} labelled images could be read (e.g. {skipped[0][1] if skipped else '-'})"
-        )
-    return LabelledImages(np.stack(xs), np.asarray(ys, dtype=np.int64), paths, skipped)
-
-
 def bundle_valid_samples(bundle) -> list[tuple[Path, str]]:
     """The validation images the bundle was trained with (its ``split.json``).
 
@@ -135,14 +96,22 @@ def fold_input(x: np.ndarray, pp: Preprocessing) -> np.ndarray:
 def run_batches(
     runner, x: np.ndarray, batch_size: int = 32, pp: Preprocessing | None = None
 ) -> np.ndarray:
-    """Outputs of ``runner`` over normalised input ``x``; converts to 0..1 input when the
-    runner's graph folds normalisation in (``runner.normalized_input`` is False)."""
-    if not getattr(runner, "normalized_input", True):
-        if pp is None:
-            raise ValueError("a folded-normalisation runner needs the preprocessing contract")
-        x = fold_input(x, pp)
-    outs = [runner.infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    """Outputs of ``runner`` over normalised input ``x`` (an array or labelled images);
+    converts to 0..1 input when the runner's graph folds normalisation in
+    (``runner.normalized_input`` is False)."""
+    folded = not getattr(runner, "normalized_input", True)
+    if folded and pp is None:
+        raise ValueError("a folded-normalisation runner needs the preprocessing contract")
+    outs = [runner.infer(fold_input(b, pp) if folded else b) for b in batches_of(x, batch_size)]
     return np.concatenate(outs).astype(np.float32)
+
+
+def batches_of(x, size: int):
+    """Batches of an array, or of :class:`edgeft.labelled.LabelledImages` (decoded in bounded
+    memory)."""
+    if hasattr(x, "batches"):
+        return x.batches(size)
+    return (x[i : i + size] for i in range(0, len(x), size))
 
 
 def _differences(ref: np.ndarray, out: np.ndarray) -> dict:

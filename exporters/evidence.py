@@ -11,7 +11,8 @@ from edgeft.calibration import load_calibration
 from edgeft.console import console, progress
 from edgeft.data import labelled_folder
 from edgeft.errors import UserError
-from edgeft.parity import bundle_valid_samples, compare, fold_input, load_labelled, run_batches
+from edgeft.labelled import load_labelled
+from edgeft.parity import bundle_valid_samples, compare, run_batches
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ class Evidence:
                 with step("running the PyTorch reference"):
                     runner = formats.make_runner("torch", self.bundle, "cpu", self.opts.threads)
                     with runner:
-                        self._ref = run_batches(runner, self.valid().x)
+                        self._ref = run_batches(runner, self.valid())
             else:
                 self._ref = self._onnx_reference()
         return self._ref
@@ -95,7 +96,7 @@ class Evidence:
         self.notes.append(note)
         runner = formats.make_runner("onnx", self.bundle, "cpu", self.opts.threads)
         with step("running the FP32 ONNX reference"), runner:
-            return run_batches(runner, self.valid().x, pp=self.pp)
+            return run_batches(runner, self.valid(), pp=self.pp)
 
     def calibration(self):
         """The calibration set (normalised inputs), sampled once."""
@@ -109,10 +110,6 @@ class Evidence:
                 console().print(self._calib.note)
                 self.notes.append(self._calib.note)
         return self._calib
-
-    def inputs(self, x, normalize_in_graph: bool):
-        """``x`` (normalised) as a graph with normalisation folded in takes it (0..1)."""
-        return fold_input(x, self.pp) if normalize_in_graph else x
 
     def figures(self, out, out_kind: str) -> dict:
         """:func:`edgeft.parity.compare` of ``out`` with the reference."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeft.parity import batches_of, fold_input
 from exporters.onnx_fp16 import topological_sort
 
 CANDIDATE_OPS = ("Conv", "MatMul", "Gemm", "Add")
@@ -194,15 +195,19 @@ def _session(model, threads: int | None, optimize: bool = True):
 
 
 def run_model(
-    model, x: np.ndarray, batch: int = 32, threads: int | None = None, optimize: bool = True
+    model, x, batch: int = 32, threads: int | None = None, optimize: bool = True, fold_pp=None
 ) -> np.ndarray:
-    """Outputs of an in-memory ONNX model over ``x`` with ONNX Runtime on the CPU
-    (``optimize=False``: Q/DQ simulated in float, see :func:`_session`)."""
+    """Outputs of an in-memory ONNX model over ``x`` (an array, or labelled images streamed
+    in batches) with ONNX Runtime on the CPU (``optimize=False``: Q/DQ simulated in float,
+    see :func:`_session`). ``fold_pp``: the graph takes 0..1 input, converted from the
+    normalised images with that contract."""
     sess = _session(model, threads, optimize)
     name = sess.get_inputs()[0].name
-    return np.concatenate(
-        [sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
-    )
+    outs = [
+        sess.run(None, {name: fold_input(b, fold_pp) if fold_pp is not None else b})[0]
+        for b in batches_of(x, batch)
+    ]
+    return np.concatenate(outs)
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:

@@ -3,8 +3,6 @@ it with the FP32 reference (optimum's ``validate_model_outputs`` step)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgeft import formats
 from edgeft.errors import UserError
 from edgeft.parity import breaches, run_batches, tolerance_for
@@ -21,18 +19,14 @@ def tolerance(precision: str, opts):
     return tolerance_for(precision)
 
 
-def run_onnx(
-    path_or_model, x: np.ndarray, threads: int | None, optimize: bool = True
-) -> np.ndarray:
-    """Outputs of an ONNX file or in-memory model over ``x`` with ONNX Runtime on the CPU.
-    ``optimize=False`` runs the graph as written (Q/DQ simulated in float: the arithmetic
-    TensorRT's explicit quantization reproduces)."""
-
+def run_onnx(path_or_model, images, threads: int | None, optimize: bool = True, fold_pp=None):
+    """Outputs of an ONNX file or in-memory model over ``images`` with ONNX Runtime on the
+    CPU (see :func:`exporters.int8_fallback.run_model`)."""
     if not hasattr(path_or_model, "graph"):
         import onnx
 
         path_or_model = onnx.load(str(path_or_model))
-    return run_model(path_or_model, x, threads=threads, optimize=optimize)
+    return run_model(path_or_model, images, threads=threads, optimize=optimize, fold_pp=fold_pp)
 
 
 def judge_factory(evidence, precision: str, out_kind: str, normalize_in_graph: bool, opts):
@@ -40,8 +34,9 @@ def judge_factory(evidence, precision: str, out_kind: str, normalize_in_graph: b
     tol = tolerance(precision, opts)
 
     def judge(model, optimize: bool = True) -> Judgement:
-        x = evidence.inputs(evidence.valid().x, normalize_in_graph)
-        figures = evidence.figures(run_onnx(model, x, opts.threads, optimize), out_kind)
+        fold = evidence.pp if normalize_in_graph else None
+        out = run_onnx(model, evidence.valid(), opts.threads, optimize, fold)
+        figures = evidence.figures(out, out_kind)
         return Judgement(
             not breaches(figures, tol), figures["accuracy_drop_pp"], figures["agreement"], figures
         )
@@ -54,7 +49,7 @@ def _run_here(fmt, bundle, staged, stub, evidence, threads):
     why it cannot run here. A form that runs on the CPU must run: its failure is the
     export's failure. Only a GPU form on a machine without a usable GPU falls back (to the
     exporter's proxy file, in :func:`measure`)."""
-    x = evidence.valid().x  # missing validation images: the user's error, before anything runs
+    x = evidence.valid()  # missing validation images: the user's error, before anything runs
     why = formats.missing_needs(fmt)
     if why:
         return None, why
@@ -83,8 +78,8 @@ def measure(fmt, bundle, staged, stub: dict, result, evidence, threads) -> tuple
     if out is not None:
         return evidence.figures(out, stub["output"]), scope + " vs PyTorch FP32"
     if result.proxy is not None:
-        x = evidence.inputs(evidence.valid().x, stub["normalize_in_graph"])
-        proxy_out = run_onnx(result.proxy, x, threads, result.proxy_optimize)
+        fold = evidence.pp if stub["normalize_in_graph"] else None
+        proxy_out = run_onnx(result.proxy, evidence.valid(), threads, result.proxy_optimize, fold)
         return (
             evidence.figures(proxy_out, stub["output"]),
             f"{result.proxy_scope}, run with ONNX Runtime on the CPU; {fmt.name} itself not run ({scope})",

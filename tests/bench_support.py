@@ -23,7 +23,8 @@ def _sha256(path: Path) -> str:
 def export_parity(bundle, name: str) -> dict:
     """Export-time parity of artifact ``name`` vs PyTorch FP32 on the bundle's validation split."""
     from edgeft import formats
-    from edgeft.parity import bundle_valid_samples, compare, load_labelled, run_batches
+    from edgeft.labelled import load_labelled
+    from edgeft.parity import bundle_valid_samples, compare, run_batches
 
     imgs = load_labelled(bundle_valid_samples(bundle), bundle.labels, bundle.preprocessing)
     with formats.make_runner("torch", bundle) as ref:
@@ -98,7 +99,7 @@ def add_int8(bundle_path: Path, n_calib: int = 64) -> dict:
     activations, int8 per-channel weights), calibrated on real training images of the
     bundle's split; through :mod:`exporters.ort_int8` where present."""
     from edgeft.bundle import Bundle
-    from edgeft.parity import load_labelled
+    from edgeft.labelled import load_labelled
     from exporters import ort_int8
 
     bundle = Bundle.load(bundle_path)

@@ -113,41 +113,23 @@ def kernel_probe(threads: int = 1, runs: int = 300) -> dict:
     }
 
 
-def run(bundle_path, runs: int = 300, warmup: int = 50, rounds: int = 3, threads: int = 1) -> dict:
-    """Measure (see the module docstring); returns the result dict."""
-    import torch
-
-    from edgeft.bundle import Bundle
-    from edgeft.parity import bundle_valid_samples, compare, load_labelled, run_batches
-    from edgeft.runners import get_runner
-    from exporters.ort_int8 import ort_graph_summary
-
-    torch.set_num_threads(threads)
-    bundle = Bundle.load(bundle_path)
-    for name in ("onnx", "onnx-int8"):
-        bundle.artifact(name)  # one clear line if an artifact is missing
-    valid = load_labelled(bundle_valid_samples(bundle), bundle.labels, bundle.preprocessing)
-    load_before = os.getloadavg()
-    runners = {name: get_runner(name, bundle, threads=threads) for name in BACKENDS}
-    for r in runners.values():
-        r.activate()
-    outputs = {
-        name: run_batches(r, valid.x, 32, bundle.preprocessing) for name, r in runners.items()
-    }
-    x1 = valid.x[:1]
-    samples: dict[str, list[float]] = {name: [] for name in BACKENDS}
+def _time_rounds(runners: dict, x1, rounds: int, warmup: int, runs: int) -> dict[str, list[float]]:
+    """Backends take turns, round after round, so load changes hit all of them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, r in runners.items():
             _time(lambda r=r: r.infer(x1), warmup)
             samples[name] += _time(lambda r=r: r.infer(x1), runs)
-    probe = kernel_probe(threads)
-    load_after = os.getloadavg()
-    for r in runners.values():
-        r.deactivate()
+    return samples
+
+
+def _rows(samples, outputs, valid, labels) -> dict:
+    from edgeft.parity import compare
+
     rows = {}
-    for name in BACKENDS:
-        s = np.asarray(samples[name])
-        fig = compare(outputs["torch"], outputs[name], valid.targets, bundle.labels)
+    for name, times in samples.items():
+        s = np.asarray(times)
+        fig = compare(outputs["torch"], outputs[name], valid.targets, labels)
         rows[name] = {
             "median_ms": float(np.median(s)),
             "p10_ms": float(np.percentile(s, 10)),
@@ -157,8 +139,36 @@ def run(bundle_path, runs: int = 300, warmup: int = 50, rounds: int = 3, threads
             "accuracy_drop_pp": fig["accuracy_drop_pp"],
             "agreement": fig["agreement"],
         }
+    return rows
+
+
+def run(bundle_path, runs: int = 300, warmup: int = 50, rounds: int = 3, threads: int = 1) -> dict:
+    """Measure (see the module docstring); returns the result dict."""
+    import torch
+
+    from edgeft import formats
+    from edgeft.bundle import Bundle
+    from edgeft.labelled import load_labelled
+    from edgeft.parity import bundle_valid_samples, run_batches
+    from exporters.ort_int8 import ort_graph_summary
+
+    torch.set_num_threads(threads)
+    bundle = Bundle.load(bundle_path)
+    int8_file = bundle.artifact_path("onnx-int8")  # one clear line if an artifact is missing
+    valid = load_labelled(bundle_valid_samples(bundle), bundle.labels, bundle.preprocessing)
+    load_before = os.getloadavg()
+    runners = {name: formats.make_runner(name, bundle, threads=threads) for name in BACKENDS}
+    for r in runners.values():
+        r.activate()
+    outputs = {name: run_batches(r, valid, 32, bundle.preprocessing) for name, r in runners.items()}
+    samples = _time_rounds(runners, valid.head(1), rounds, warmup, runs)
+    probe = kernel_probe(threads)
+    load_after = os.getloadavg()
+    for r in runners.values():
+        r.deactivate()
+    rows = _rows(samples, outputs, valid, bundle.labels)
     fp32, int8 = rows["onnx"]["median_ms"], rows["onnx-int8"]["median_ms"]
-    rec = bundle.artifacts["onnx-int8"]
+    build = bundle.artifact("onnx-int8").build
     return {
         "bundle": str(bundle.path),
         "arch": bundle.arch,
@@ -175,10 +185,10 @@ def run(bundle_path, runs: int = 300, warmup: int = 50, rounds: int = 3, threads
             "ort_int8_over_ort_fp32": fp32 / int8,
         },
         "int8": {
-            "float_nodes": rec["build"].get("float_nodes"),
-            "calibration": rec["build"].get("calibration", {}).get("method"),
-            "reduce_range": rec["build"].get("reduce_range"),
-            "optimized_graph": ort_graph_summary(bundle.path / rec["path"], threads),
+            "float_nodes": build.get("float_nodes"),
+            "calibration": build.get("calibration", {}).get("method"),
+            "reduce_range": build.get("reduce_range"),
+            "optimized_graph": ort_graph_summary(int8_file, threads),
         },
         "kernel_probe": probe,
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},

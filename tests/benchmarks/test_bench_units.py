@@ -184,7 +184,8 @@ def test_power_is_sampled_during_timed_runs(tiny, tmp_path):
     from benchmarks.bench import _time_backends
     from edgeft import formats
     from edgeft.bundle import Bundle
-    from edgeft.parity import bundle_valid_samples, load_labelled
+    from edgeft.labelled import load_labelled
+    from edgeft.parity import bundle_valid_samples
 
     _, script = _fake_jetson(tmp_path)
     b = Bundle.load(tiny)

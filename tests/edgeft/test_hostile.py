@@ -109,7 +109,11 @@ def test_one_file_under_two_labels_is_an_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("label", "message"),
-    [("", "an empty label"), ("../x", "not a plain folder name"), ("a\\b", "not a plain folder name")],
+    [
+        ("", "an empty label"),
+        ("../x", "not a plain folder name"),
+        ("a\\b", "not a plain folder name"),
+    ],
 )
 def test_csv_labels_must_be_plain_names(tmp_path, label, message):
     data = make_color_dataset(tmp_path / "d", n_per_class=3, size=16)

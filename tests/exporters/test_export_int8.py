@@ -72,7 +72,8 @@ def test_int8_meets_the_accuracy_limit_and_records_how(int8_bundle):
 
 def test_int8_runner_reproduces_the_recorded_figures(int8_bundle):
     from edgeft import formats
-    from edgeft.parity import bundle_valid_samples, compare, load_labelled, run_batches
+    from edgeft.labelled import load_labelled
+    from edgeft.parity import bundle_valid_samples, compare, run_batches
 
     bundle = Bundle.load(int8_bundle)
     v = load_labelled(bundle_valid_samples(bundle), bundle.labels, bundle.preprocessing)
