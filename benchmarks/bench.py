@@ -21,6 +21,7 @@ from benchmarks.images import LADDER_BATCH, ImageCache, reference_logits, strict
 from benchmarks.ladder import backend_tolerance, ladder_row, parse_tolerances, tolerance_source
 from benchmarks.latency import Target, measure
 from benchmarks.options import REMOTE_ONLY, BenchOptions
+from benchmarks.recommend import recommend
 from benchmarks.report import SCHEMA_ID, print_report, raise_on_verdict, write_bench_reports
 from benchmarks.tegrastats import summarize
 from benchmarks.tegrastats_sampler import TegrastatsSampler
@@ -292,7 +293,7 @@ def _report(opts, s: _Setup, ref_logits, backends, rows, latency, power, failed)
         "n": int(len(ref_logits)),
         "accuracy": float((ref_logits.argmax(1) == s.ref_images.targets).mean()),
     }
-    return {
+    report = {
         "schema": SCHEMA_ID,
         "created": now_iso(),
         "edgeft": edgeft.__version__,
@@ -312,3 +313,5 @@ def _report(opts, s: _Setup, ref_logits, backends, rows, latency, power, failed)
         "files": {"plots": [], "contact_sheets": {}},
         "out": str(s.out_dir),
     }
+    report["recommendation"] = recommend(report)
+    return report

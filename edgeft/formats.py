@@ -36,6 +36,7 @@ class Format:
         file: the artifact file in the bundle; ``None`` for forms that run the bundle's
             own weights (PyTorch).
         file_format: what the file is (``onnx``, ``tensorrt-plan``), for the record.
+        engine: what runs it, for people (``ONNX Runtime``, ``TensorRT``).
         source: the form its file is built from (``None``: the bundle's weights).
         exporter: ``"module:function"`` that builds the file (see :mod:`exporters`).
         needs: Python modules it needs at run time (checked with ``find_spec``).
@@ -55,6 +56,7 @@ class Format:
     devices: tuple[str, ...]
     file: str | None = None
     file_format: str = "onnx"
+    engine: str = "ONNX Runtime"
     source: str | None = None
     exporter: str | None = None
     needs: tuple[str, ...] = ()
@@ -109,6 +111,7 @@ for _row in (
         "fp32",
         "edgeft.runners.torch_runner:TorchRunner",
         DEVICES,
+        engine="PyTorch",
         needs=("torch",),
         install="pip install 'edgeft[cpu]' (PyTorch)",
         auto=(("cpu", "cpu", 90), ("cuda", "cuda", 80), ("cuda", "cpu", 90)),
@@ -118,6 +121,7 @@ for _row in (
         "fp16",
         "edgeft.runners.torch_runner:TorchFP16Runner",
         ("cuda", "jetson"),
+        engine="PyTorch (CUDA FP16 autocast)",
         needs=("torch",),
         install="a CUDA build of PyTorch",
     ),
@@ -126,6 +130,7 @@ for _row in (
         "fp32",
         "edgeft.runners.torch_runner:TorchChannelsLastRunner",
         ("cuda", "jetson"),
+        engine="PyTorch (channels-last)",
         needs=("torch",),
         install="a CUDA build of PyTorch",
     ),
@@ -179,6 +184,7 @@ for _row in (
         ("cuda", "jetson"),
         file="model-fp16.plan",
         file_format="tensorrt-plan",
+        engine="TensorRT",
         source="onnx",
         exporter="exporters.tensorrt:build",
         needs=(),  # tensorrt or tensorrt_rtx: the runner checks which the engine needs
@@ -194,6 +200,7 @@ for _row in (
         ("cuda", "jetson"),
         file="model-int8.plan",
         file_format="tensorrt-plan",
+        engine="TensorRT",
         source="onnx",
         exporter="exporters.tensorrt:build",
         install=_TRT_INSTALL,

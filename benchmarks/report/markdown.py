@@ -168,10 +168,23 @@ def _latency(report: dict) -> list[str]:
     return out
 
 
+def _recommendation(report: dict) -> list[str]:
+    recs = report.get("recommendation") or []
+    if not recs:
+        return []
+    out = ["", "## Recommendation", ""]
+    for r in recs:
+        out.append(f"- batch {r['batch_size']}: {r['sentence']}")
+        for name, why in (r.get("others") or {}).items():
+            out.append(f"  - {name}: {why}")
+    return out
+
+
 def render_markdown(report: dict) -> str:
-    """report.md: the same tables, the environment, recall changes and flipped images."""
-    out = _header(report) + _verdict(report) + _ladder(report) + _changes(report)
-    out += _latency(report)
+    """report.md: the recommendation, the same tables, the environment, recall changes and
+    flipped images."""
+    out = _header(report) + _recommendation(report) + _verdict(report) + _ladder(report)
+    out += _changes(report) + _latency(report)
     out += [""] + [f"![{Path(p).stem}]({p})" for p in report["files"]["plots"]]
     return "\n".join(out) + "\n"
 

@@ -68,6 +68,8 @@ def print_report(report: dict) -> None:
                 )
             )
         )
+    for r in report.get("recommendation") or []:
+        c.print(f"[bold]recommended at batch {r['batch_size']}[/bold]: {r['sentence']}")
     if report.get("out"):
         c.print(
             f"reports in {report['out']}: report.json, report.md, "
