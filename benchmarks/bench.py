@@ -55,7 +55,10 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     out = run_batches(runner, imgs, LADDER_BATCH, pp)
     output = getattr(runner, "output", "logits")
     figures = compare(ref_logits, out, imgs.targets, bundle.labels, output, imgs.paths)
-    recorded = (record.parity if record is not None else {}).get("tolerance")
+    # The tolerance the artifact passed at export, when this backend runs it at that precision
+    # (OpenVINO's bf16 mode runs the FP32 IR: FP32's tolerance is not its own).
+    same = record is not None and record.precision == precision
+    recorded = record.parity.get("tolerance") if same else None
     tol = backend_tolerance(name, precision, overrides, recorded)
     tol_from = tolerance_source(name, precision, overrides, recorded)
     row = ladder_row(
@@ -90,7 +93,7 @@ def _failure(exc: Exception) -> str:
 def _backend_entry(name: str, bundle, device: str, status: tuple[bool, str]) -> dict:
     _, reason = status
     entry = {"name": name, "status": "unavailable", "reason": reason or None, "runs_on": device}
-    record = bundle.artifacts.get(name)
+    record = bundle.artifacts.get(formats.get(name).artifact_name or "")
     if record is not None and (bundle.path / record.path).is_file():
         # A file changed after export no longer matches its parity record: say so (and,
         # without --trust-modified, the runner refuses it).

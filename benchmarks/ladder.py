@@ -30,7 +30,7 @@ import dataclasses
 import math
 
 from edgeft.errors import UserError
-from edgeft.parity import DEFAULT_TOLERANCES, Tolerance, tolerance_for
+from edgeft.parity import DEFAULT_TOLERANCES, Tolerance, precision_key, tolerance_for
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -51,7 +51,7 @@ _FIELD_ALIASES = {
     "max_abs_diff": "max_scaled_diff",  # the name before the scaled bound; same role
     "abs_diff": "max_scaled_diff",
 }
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def parse_tolerances(items: list[str] | None, backends=()) -> dict[str, dict]:
@@ -98,11 +98,6 @@ def parse_tolerances(items: list[str] | None, backends=()) -> dict[str, dict]:
                 )
         out.setdefault(key, {})[fname] = parsed
     return out
-
-
-def precision_key(precision: str) -> str:
-    """fp32, fp16 or int8 for a precision string such as ``fp16-autocast``."""
-    return "int8" if "int8" in precision else "fp16" if "16" in precision else "fp32"
 
 
 def backend_tolerance(

@@ -166,9 +166,10 @@ class Bundle:
             UserError: no such artifact, its file is missing, or it was modified.
         """
         rec = self.artifact(name)
-        return self._verified(
-            self.path / rec.path, rec.sha256, f"{name} artifact", "re-run `edgeft export --force`"
-        )
+        fix = "re-run `edgeft export --force`"
+        for extra, digest in rec.extra_files.items():
+            self._verified(self.path / extra, digest, f"{name} artifact file", fix)
+        return self._verified(self.path / rec.path, rec.sha256, f"{name} artifact", fix)
 
     def weights_file(self) -> Path:
         """``weights.pt``, after checking its sha256 against ``model.weights_sha256``."""

@@ -36,6 +36,8 @@ class Format:
         file: the artifact file in the bundle; ``None`` for forms that run the bundle's
             own weights (PyTorch).
         file_format: what the file is (``onnx``, ``tensorrt-plan``), for the record.
+        artifact: the artifact it runs when that is another form's (a runtime mode of the
+            same file, such as OpenVINO's bf16 hint on the FP32 IR); default its own.
         engine: what runs it, for people (``ONNX Runtime``, ``TensorRT``).
         source: the form its file is built from (``None``: the bundle's weights).
         exporter: ``"module:function"`` that builds the file (see :mod:`exporters`).
@@ -57,6 +59,7 @@ class Format:
     file: str | None = None
     file_format: str = "onnx"
     engine: str = "ONNX Runtime"
+    artifact: str | None = None
     source: str | None = None
     exporter: str | None = None
     needs: tuple[str, ...] = ()
@@ -67,6 +70,11 @@ class Format:
     auto: tuple[tuple[str, str, int], ...] = ()
     options: dict = field(default_factory=dict, hash=False, compare=False)
 
+    @property
+    def artifact_name(self) -> str | None:
+        """The key of the artifact record it runs (None: it runs the bundle's weights)."""
+        return self.artifact or (self.name if self.file else None)
+
     def export_hint(self, bundle_path) -> str:
         """The command that makes this form, e.g. ``edgeft export B --int8``."""
         return f"edgeft export {bundle_path} {self.export}".strip() if self.export else ""
@@ -74,6 +82,8 @@ class Format:
 
 _ORT = ("onnxruntime",)
 _ORT_INSTALL = "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA); not both"
+_OV = ("openvino",)
+_OV_INSTALL = "pip install openvino (edgeft's cpu extra has it)"
 _TRT_INSTALL = (
     "TensorRT: on a Jetson `sudo apt install python3-libnvinfer`, elsewhere `pip install tensorrt`"
 )
@@ -178,6 +188,50 @@ for _row in (
         auto=(("cpu", "cpu", 10), ("cuda", "cpu", 50)),
     ),
     Format(
+        "openvino",
+        "fp32",
+        "edgeft.runners.openvino:OpenVinoRunner",
+        ("cpu",),
+        file="model-openvino.xml",
+        file_format="openvino-ir",
+        engine="OpenVINO",
+        source="onnx",
+        exporter="exporters.openvino:build",
+        needs=_OV,
+        install=_OV_INSTALL,
+        export="--format openvino",
+        auto=(("cpu", "cpu", 25),),
+        options={"precision_hint": "f32"},
+    ),
+    Format(
+        "openvino-bf16",
+        "bf16",
+        "edgeft.runners.openvino:OpenVinoRunner",
+        ("cpu",),
+        artifact="openvino",
+        engine="OpenVINO (bf16 inference hint on the FP32 IR)",
+        needs=_OV,
+        install=_OV_INSTALL,
+        export="--format openvino",
+        options={"precision_hint": "bf16"},
+    ),
+    Format(
+        "openvino-int8",
+        "int8",
+        "edgeft.runners.openvino:OpenVinoRunner",
+        ("cpu",),
+        file="model-int8-openvino.xml",
+        file_format="openvino-ir",
+        engine="OpenVINO",
+        source="onnx",
+        exporter="exporters.openvino:build_int8",
+        needs=(*_OV, "nncf"),
+        install=_OV_INSTALL + " nncf",
+        export="--format openvino-int8",
+        auto=(("cpu", "cpu", 15),),
+        options={"precision_hint": "f32"},
+    ),
+    Format(
         "trt-fp16",
         "fp16",
         "edgeft.runners.tensorrt:TrtRunner",
@@ -243,7 +297,11 @@ def load_object(ref: str):
 def missing_needs(fmt: Format) -> str | None:
     """Why ``fmt`` cannot run for lack of a package (one line), or None."""
     for mod in fmt.needs:
-        if importlib.util.find_spec(mod) is None:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):  # a module blocked or broken in sys.modules
+            found = False
+        if not found:
             return f"{mod} is not installed ({fmt.install})"
     return None
 
@@ -258,9 +316,10 @@ def status(name: str, bundle, device: str) -> tuple[bool, str]:
                 f"{name} runs on an NVIDIA GPU with CUDA (--device {' or '.join(fmt.devices)})",
             )
         return False, f"{name} does not run on {device} (runs on {', '.join(fmt.devices)})"
-    if fmt.file is not None and name not in bundle.artifacts:
+    artifact = fmt.artifact_name
+    if artifact is not None and artifact not in bundle.artifacts:
         hint = fmt.export_hint(bundle.path)
-        return False, f"bundle has no {name} artifact" + (
+        return False, f"bundle has no {artifact} artifact" + (
             f" (make it with `{hint}`)" if hint else ""
         )
     why = missing_needs(fmt)

@@ -104,6 +104,8 @@ class ArtifactRecord(_Record):
     parity: dict = Field(default_factory=dict)
     preprocessing: dict | None = None  # the artifact's own contract, when it differs
     created: str | None = None
+    # Files the artifact needs besides ``path`` (an OpenVINO IR's weights), with their sha256.
+    extra_files: dict[FileName, Sha256] = Field(default_factory=dict)
 
 
 def _golden_file(value: str) -> str:

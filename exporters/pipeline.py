@@ -36,7 +36,7 @@ from exporters.evidence import Evidence
 from exporters.options import ExportOptions
 from exporters.records import artifact_record, failure_message, parity_block, summary_table
 from exporters.request import BuildRequest, options_for
-from exporters.validate import judge_factory, measure, tolerance
+from exporters.validate import judge_factory, measure, score_factory, tolerance
 from exporters.workdir import sweep, workdir
 
 
@@ -166,6 +166,8 @@ def _build_one(fmt, bundle: Bundle, opts: ExportOptions, ev: Evidence, work: Pat
         model=ev.model,
         calibration=ev.calibration,
         judge=judge_factory(ev, fmt.precision, output, in_graph, opts) if opts.check else None,
+        validation=ev.valid,
+        score=score_factory(ev, fmt.precision, output, opts) if opts.check else None,
         cache=bundle.path / "calibration",
         metadata={
             "edgeft.arch": bundle.arch,

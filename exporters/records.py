@@ -61,6 +61,7 @@ def artifact_record(
         target=result.target,
         parity=parity,
         created=now_iso(),
+        extra_files=result.extra_files,
     )
 
 

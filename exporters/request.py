@@ -45,6 +45,9 @@ class BuildRequest:
         calibration: returns the calibration set (:class:`edgeft.calibration.CalibrationSet`).
         judge: scores a candidate ONNX model (``judge(model_proto, optimize)``); None when
             the export runs with ``--no-check``.
+        validation: returns the labelled validation images (``edgeft.labelled``), for
+            exporters that run candidates with an engine of their own; ``score`` judges
+            such a candidate's outputs on them (None with ``--no-check``).
         cache: a folder for caches that outlive the export (calibration ranges).
         metadata: extra metadata to stamp into the file.
         threads: CPU threads for the exporter's own ONNX Runtime runs.
@@ -64,6 +67,8 @@ class BuildRequest:
     model: Callable[[], Any] | None = None
     calibration: Callable[[], Any] | None = None
     judge: Callable[[Any, bool], Judgement] | None = None
+    validation: Callable[[], Any] | None = None
+    score: Callable[[Any], Judgement] | None = None
     cache: Path | None = None
     metadata: dict = field(default_factory=dict)
     threads: int | None = None
@@ -80,6 +85,8 @@ class BuildResult:
         target: what runs it (runtime, provider, device).
         tools: versions of the tools that shaped it, beyond the pipeline's defaults.
         side_files: other files to commit with it, ``final name -> staged path``.
+        extra_files: side files the artifact needs to run, ``name -> sha256`` (verified on
+            use like the artifact itself).
         source: more about what it was built from, merged into the record's ``source``.
         proxy: a file the pipeline measures in place of the artifact when the artifact
             cannot run here (a TensorRT engine without a GPU: the ONNX it was built from).
@@ -93,6 +100,7 @@ class BuildResult:
     target: dict
     tools: dict = field(default_factory=dict)
     side_files: dict[str, Path] = field(default_factory=dict)
+    extra_files: dict[str, str] = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     proxy: Path | None = None
     proxy_optimize: bool = True

@@ -29,17 +29,27 @@ def run_onnx(path_or_model, images, threads: int | None, optimize: bool = True, 
     return run_model(path_or_model, images, threads=threads, optimize=optimize, fold_pp=fold_pp)
 
 
-def judge_factory(evidence, precision: str, out_kind: str, normalize_in_graph: bool, opts):
-    """The ``judge`` a searching exporter scores candidate models with."""
+def score_factory(evidence, precision: str, out_kind: str, opts):
+    """``score(outputs) -> Judgement``: a candidate's outputs on the validation images
+    (``evidence.valid()``, in order) against the reference, with the form's tolerance."""
     tol = tolerance(precision, opts)
+
+    def score(out) -> Judgement:
+        figures = evidence.figures(out, out_kind)
+        passed = not breaches(figures, tol)
+        return Judgement(passed, figures["accuracy_drop_pp"], figures["agreement"], figures)
+
+    return score
+
+
+def judge_factory(evidence, precision: str, out_kind: str, normalize_in_graph: bool, opts):
+    """``judge(onnx_model, optimize) -> Judgement``: a candidate ONNX model run with ONNX
+    Runtime on the validation images and scored (the INT8 search's question)."""
+    score = score_factory(evidence, precision, out_kind, opts)
 
     def judge(model, optimize: bool = True) -> Judgement:
         fold = evidence.pp if normalize_in_graph else None
-        out = run_onnx(model, evidence.valid(), opts.threads, optimize, fold)
-        figures = evidence.figures(out, out_kind)
-        return Judgement(
-            not breaches(figures, tol), figures["accuracy_drop_pp"], figures["agreement"], figures
-        )
+        return score(run_onnx(model, evidence.valid(), opts.threads, optimize, fold))
 
     return judge
 

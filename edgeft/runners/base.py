@@ -35,13 +35,13 @@ class Runner(abc.ABC):
     ):
         self.bundle, self.fmt, self.device, self.threads = bundle, fmt, device, threads
         self.name = fmt.name
-        if fmt.file is None:
+        if fmt.artifact_name is None:
             self.record, self.path = None, None
         elif path is not None:
             self.record, self.path = record, Path(path)
         else:
-            self.record = bundle.artifact(fmt.name)
-            self.path = bundle.artifact_path(fmt.name)  # sha256 checked here
+            self.record = bundle.artifact(fmt.artifact_name)
+            self.path = bundle.artifact_path(fmt.artifact_name)  # sha256 checked here
         in_graph = _get(self.record, "normalize_in_graph", fmt.normalize_in_graph)
         self.normalized_input = not in_graph
         self.output = _get(self.record, "output", "logits")

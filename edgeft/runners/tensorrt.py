@@ -41,7 +41,7 @@ class TrtRunner(Runner):
     @classmethod
     def available(cls, bundle, fmt, device: str) -> tuple[bool, str]:
 
-        build = bundle.artifact(fmt.name).build
+        build = bundle.artifact(fmt.artifact_name).build
         try:
             trt, _ = load_trt(prefer=(build["tensorrt"]["flavour"],))
         except UserError as exc:

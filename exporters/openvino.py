@@ -1,0 +1,145 @@
+"""OpenVINO IR artifacts: the FP32 model (``openvino``; its bf16 mode is a runtime hint on
+the same IR), and INT8 quantized by NNCF (``openvino-int8``), Intel's library made for this.
+
+INT8: ``nncf.quantize`` on the OpenVINO model with the bundle's stratified calibration set
+(``subset_size`` passed explicitly: NNCF's default silently caps it at 300). With a check
+(the default), the result is scored on the validation images; when it breaks the accuracy
+budget, ``nncf.quantize_with_accuracy_control`` reverts the layers that cost the most back
+to float until the drop fits (``--max-accuracy-drop``), measured on the labelled
+validation images. Both steps and their figures go into the record.
+
+An IR is two files (``.xml`` graph, ``.bin`` weights); the record's ``path`` is the
+``.xml`` and ``extra_files`` holds the ``.bin`` with its sha256, verified like the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeft.atomic import sha256_file
+from edgeft.console import console
+from edgeft.errors import UserError
+from edgeft.parity import fold_input
+from edgeft.platform.cpu import cpu_int8_info
+from edgeft.provenance import package_version
+from exporters.request import BuildRequest, BuildResult
+
+
+@dataclass
+class Options:
+    """What the OpenVINO exporters take from ``edgeft export``'s options."""
+
+    max_accuracy_drop: float = 1.0
+
+
+def preflight(options: Options) -> None:
+    """OpenVINO (and NNCF for INT8) must import here."""
+    for module, what in (("openvino", "pip install openvino"), ("nncf", "pip install nncf")):
+        try:
+            __import__(module)
+        except ImportError:
+            raise UserError(
+                f"{module} is not installed: {what} (both are in edgeft's cpu extra)"
+            ) from None
+
+
+def _save(model, req: BuildRequest) -> BuildResult:
+    import openvino as ov
+
+    ov.save_model(model, str(req.out), compress_to_fp16=False)  # FP32 weights: FP32 means FP32
+    weights = req.out.with_suffix(".bin")
+    target = {"runtime": "openvino", "device": "CPU", "exported_on": cpu_int8_info()}
+    result = BuildResult(build={}, target=target, side_files={weights.name: weights})
+    result.tools = {"openvino": package_version("openvino") or "?"}
+    result.extra_files = {weights.name: sha256_file(weights)}
+    return result
+
+
+def build(req: BuildRequest) -> BuildResult:
+    """Leaf exporter of ``openvino``: the FP32 ONNX as an OpenVINO IR."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(req.source))
+    result = _save(model, req)
+    result.build = {"converted_from": req.source.name, "weights": "fp32 (compress_to_fp16 off)"}
+    return result
+
+
+class _Images:
+    """Validation images as NNCF iterates them: one ``(input, target)`` per image, streamed
+    in batches (:class:`edgeft.labelled.LabelledImages`)."""
+
+    def __init__(self, images, pp, fold: bool):
+        self.images, self.pp, self.fold = images, pp, fold
+
+    def __iter__(self):
+        start = 0
+        for batch in self.images.batches(32):
+            x = fold_input(batch, self.pp) if self.fold else batch
+            for i in range(len(x)):
+                yield x[i : i + 1], int(self.images.targets[start + i])
+            start += len(x)
+
+    def __len__(self):
+        return len(self.images)
+
+
+def _outputs(compiled, data: _Images) -> np.ndarray:
+    return np.concatenate([compiled(x)[0] for x, _ in data])
+
+
+def build_int8(req: BuildRequest) -> BuildResult:
+    """Leaf exporter of ``openvino-int8`` (see the module docstring)."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(req.source))
+    calib = req.calibration()
+    x = fold_input(calib.x, req.pp) if req.normalize_in_graph else calib.x
+    calib_ds = nncf.Dataset([x[i : i + 1] for i in range(len(x))])
+    common = {"subset_size": len(x), "preset": nncf.QuantizationPreset.PERFORMANCE}
+    t0 = time.perf_counter()
+    quantized = nncf.quantize(model, calib_ds, **common)
+    info = {"nncf": package_version("nncf"), "calibration": calib.record(), "subset_size": len(x)}
+    info["quantize_seconds"] = round(time.perf_counter() - t0, 2)
+    if req.score is not None:
+        quantized, info["accuracy_control"] = _fit(req, model, quantized, calib_ds, common)
+    console().print(f"NNCF INT8 for OpenVINO: {time.perf_counter() - t0:.1f} s")
+    result = _save(quantized, req)
+    result.build = {"quantizer": "nncf.quantize (OpenVINO model)", **info}
+    return result
+
+
+def _fit(req: BuildRequest, model, quantized, calib_ds, common) -> tuple:
+    """Score the INT8 model; if it breaks the budget, NNCF's accuracy-aware pass."""
+    import nncf
+    import openvino as ov
+
+    data = _Images(req.validation(), req.pp, req.normalize_in_graph)
+    first = req.score(_outputs(ov.Core().compile_model(quantized, "CPU"), data))
+    record = {
+        "first_pass": {"accuracy_drop_pp": first.accuracy_drop_pp, "agreement": first.agreement}
+    }
+    if first.passed:
+        return quantized, {**record, "used": False}
+
+    def validate(compiled, items) -> float:
+        targets = [t for _, t in items]
+        out = np.concatenate([compiled(x)[0] for x, _ in items])
+        return float(np.mean(out.argmax(1) == np.asarray(targets)))
+
+    t0 = time.perf_counter()
+    controlled = nncf.quantize_with_accuracy_control(
+        model,
+        calib_ds,
+        nncf.Dataset(data),
+        validate,
+        max_drop=req.options.max_accuracy_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE,
+        **common,
+    )
+    record.update(used=True, seconds=round(time.perf_counter() - t0, 2))
+    return controlled, record

@@ -1,0 +1,114 @@
+"""OpenVINO forms: one runner, one exporter module and three rows (issue 11). Real OpenVINO
+and NNCF on a tiny bundle; what a user meets without them; a tampered IR."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.bench_support import tiny_bench_bundle
+from tests.conftest import assert_one_line_error, copy_bundle, run_cli
+
+pytest.importorskip("openvino", reason="openvino is not installed (pip install openvino)")
+
+
+@pytest.fixture(scope="module")
+def ov_bundle(tmp_path_factory):
+    b = copy_bundle(tiny_bench_bundle(tmp_path_factory), tmp_path_factory.mktemp("ov") / "b")
+    proc = run_cli(
+        "export", b, "--format", "openvino,openvino-int8", "--max-accuracy-drop", "100", "--quiet"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return b
+
+
+def test_ir_artifacts_are_recorded_with_both_files(ov_bundle):
+    arts = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]
+    for name, xml in (
+        ("openvino", "model-openvino.xml"),
+        ("openvino-int8", "model-int8-openvino.xml"),
+    ):
+        rec = arts[name]
+        assert rec["path"] == xml and rec["format"] == "openvino-ir"
+        assert list(rec["extra_files"]) == [xml.replace(".xml", ".bin")]
+        assert rec["parity"]["checked"] and rec["parity"]["passed"], rec["parity"]
+        assert rec["target"]["exported_on"]["int8"] in ("avx2", "vnni", "amx", "arm-dot", "none")
+    assert arts["openvino"]["parity"]["agreement"] == 1.0
+    assert arts["openvino-int8"]["build"]["subset_size"] >= 1
+
+
+def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
+    from edgeft.platform.cpu import cpu_isa
+
+    out = tmp_path / "r"
+    proc = run_cli(
+        "bench",
+        ov_bundle,
+        "--backends",
+        "torch,onnx,openvino,openvino-bf16,openvino-int8",
+        "--batch-sizes",
+        "1",
+        "--runs",
+        "3",
+        "--rounds",
+        "1",
+        "--no-e2e",
+        "--out",
+        out,
+        "--tolerance",
+        "int8.max_accuracy_drop=100",
+        "--tolerance",
+        "int8.min_agreement=0",
+        "--tolerance",
+        "bf16.max_accuracy_drop=100",
+        "--tolerance",
+        "bf16.min_agreement=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    status = {b["name"]: b["status"] for b in report["backends"]}
+    assert status["openvino"] == status["openvino-int8"] == "ran"
+    assert status["openvino-bf16"] == ("ran" if cpu_isa()["bf16"] else "unavailable")
+    rows = {r["backend"]: r for r in report["ladder"]["rows"]}
+    assert rows["openvino"]["passed"] and rows["openvino"]["figures"]["agreement"] == 1.0
+    assert report["recommendation"][0]["best"] in rows
+    assert "recommended at batch 1" in proc.stdout
+
+
+def test_a_tampered_ir_is_refused(ov_bundle, tmp_path):
+    b = copy_bundle(ov_bundle, tmp_path / "b")
+    data = bytearray((b / "model-openvino.bin").read_bytes())
+    data[100] ^= 0xFF
+    (b / "model-openvino.bin").write_bytes(bytes(data))
+    proc = run_cli("predict", b, b / "golden", "--backend", "openvino")
+    assert_one_line_error(proc, 2, "openvino artifact file")
+    assert "was modified after it was recorded" in proc.stderr
+
+
+def test_without_openvino_one_line_says_what_to_install(ov_bundle, tmp_path):
+    code = (
+        "import sys; sys.modules['openvino'] = None; sys.modules['nncf'] = None\n"
+        "from edgeft.cli import main; sys.argv = ['edgeft'] + sys.argv[1:]; main()"
+    )
+
+    def run(*args):
+        argv = [sys.executable, "-c", code, *map(str, args)]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    proc = run("predict", ov_bundle, ov_bundle / "golden", "--backend", "openvino")
+    assert_one_line_error(proc, 2, "openvino is not installed (pip install openvino")
+    b = copy_bundle(ov_bundle, tmp_path / "b")
+    proc = run("export", b, "--format", "openvino", "--force")
+    assert_one_line_error(proc, 2, "openvino is not installed: pip install openvino")
+
+
+def test_nncf_with_no_calibration_images_is_one_line(ov_bundle, tmp_path):
+    b = copy_bundle(ov_bundle, tmp_path / "b")
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("nothing to calibrate with")
+    proc = run_cli("export", b, "--format", "openvino-int8", "--force", "--calib-data", empty)
+    assert_one_line_error(proc, 2, "no readable calibration image")
