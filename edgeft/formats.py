@@ -4,11 +4,9 @@ Every other part of edgeft derives what it knows about a form from a :class:`For
 here: ``edgeft export --format`` and its hints, ``edgeft bench --backends``, ``edgeft
 predict --backend``, the runtime's ``backend="auto"`` choice, which runner class runs a
 form, what it needs installed and on which devices it runs. A new backend is one runner
-module, one exporter module and one :func:`register` call (or a row below).
-
-Runner and exporter are named as ``"module:attribute"`` strings and imported only when
-used, so reading this table imports nothing heavy (``edgeft --help`` and the device
-runtime stay free of torch, onnx and TensorRT).
+module, one exporter module and one :func:`register` call (or a row below). Runners and
+exporters are ``"module:attribute"`` strings imported only when used: reading this table
+imports nothing heavy (``edgeft --help`` and the device runtime stay light).
 """
 
 from __future__ import annotations
