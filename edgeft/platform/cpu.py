@@ -136,3 +136,29 @@ def ram_info() -> dict:
         if m := re.search(rf"^{key}:\s*(\d+) kB", text, re.MULTILINE):
             out[name] = round(int(m.group(1)) / 2**20, 2)
     return out
+
+
+def isa_mismatch(exported_on: dict | None) -> str | None:
+    """Why an INT8 artifact made on another CPU family runs worse here, or None.
+
+    Args:
+        exported_on: the ``target.exported_on`` record of the artifact (:func:`cpu_int8_info`
+            of the machine that quantized it).
+    """
+    if not isinstance(exported_on, dict) or "reduce_range" not in exported_on:
+        return None
+    here = cpu_int8_info()
+    if here["machine"] != exported_on.get("machine"):
+        return None  # an x86 file on ARM (or back) is a different question: no advice here
+    if exported_on["reduce_range"] and not here["reduce_range"]:
+        return (
+            "this INT8 file was quantized with 7-bit weights on a CPU without VNNI; this CPU has "
+            f"{here['int8']} int8 instructions: re-export it here (edgeft export --int8 --force) "
+            "for full 8-bit weights"
+        )
+    if not exported_on["reduce_range"] and here["reduce_range"]:
+        return (
+            "this INT8 file has full 8-bit weights from a CPU with VNNI; this CPU has none, so "
+            "uint8 x int8 products can saturate: re-export it here (edgeft export --int8 --force)"
+        )
+    return None

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import abc
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from edgeft.platform.cpu import isa_mismatch
 
 
 class Runner(abc.ABC):
@@ -42,6 +45,8 @@ class Runner(abc.ABC):
         else:
             self.record = bundle.artifact(fmt.artifact_name)
             self.path = bundle.artifact_path(fmt.artifact_name)  # sha256 checked here
+        if fmt.precision == "int8" and path is None:
+            _warn_isa(fmt.name, _get(self.record, "target", {}) or {})
         in_graph = _get(self.record, "normalize_in_graph", fmt.normalize_in_graph)
         self.normalized_input = not in_graph
         self.output = _get(self.record, "output", "logits")
@@ -87,6 +92,17 @@ class Runner(abc.ABC):
     def __exit__(self, *exc):
         self.deactivate()
         return False
+
+
+_warned: set[str] = set()
+
+
+def _warn_isa(name: str, target: dict) -> None:
+    """Warn once per form when its INT8 file was made for another int8 instruction family."""
+    why = isa_mismatch(target.get("exported_on"))
+    if why and name not in _warned:
+        _warned.add(name)
+        print(f"edgeft: warning: {name}: {why}", file=sys.stderr)
 
 
 def _get(record, key: str, default):
