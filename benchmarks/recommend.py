@@ -39,7 +39,9 @@ def recommend(report: dict) -> list[dict]:
         entries = {e["backend"]: e for e in report["latency"] if e["batch_size"] == bs}
         ok = [n for n, e in entries.items() if rows.get(n, {}).get("passed")]
         if not ok:
-            out.append({"batch_size": bs, "best": None, "sentence": "no backend passed its parity check"})
+            out.append(
+                {"batch_size": bs, "best": None, "sentence": "no backend passed its parity check"}
+            )
             continue
         best = min(ok, key=lambda n: entries[n]["model"]["p50_ms"])
         base = next((b for b in BASELINES if b in entries and rows.get(b, {}).get("passed")), best)

@@ -35,7 +35,7 @@ SCHEMA = "edgeft.train.compare/1"
 
 def _config(opts: FinetuneOptions) -> dict:
     d = asdict(opts)
-    for k in ("out", "force", "quiet", "extra"):
+    for k in ("out", "force", "quiet", "extra", "dist_timeout"):
         d.pop(k, None)
     return json.loads(json.dumps(d, default=str))
 
@@ -120,12 +120,57 @@ def run_one(spec: RunSpec, out: Path) -> dict:
         "curve": [h.get("accuracy") for h in tr["history"]],
         "train_seconds": tr["train_seconds"],
         "wall_seconds": time.perf_counter() - t0,
+        "threads": tr["threads"],
         "trainable_params": tr["params"]["trainable"],
         "total_params": tr["params"]["total"],
         "split_fingerprint": tr["data"]["fingerprint"],
     }
     write_json_atomic(_result_path(out, spec.name), rec)
     return rec
+
+
+def run_quiet(spec: RunSpec, out: Path) -> dict:
+    """:func:`run_one` without console output (the unit of work of ``--jobs``)."""
+    with quiet_if(True):
+        return run_one(spec, out)
+
+
+def _serial(pending: list, n: int):
+    for i, (spec, out) in pending:
+        console().print(f"[{i + 1}/{n}] {spec.name}: training ...")
+        yield i, run_quiet(spec, out)
+
+
+def _run_all(runs: list[RunSpec], out: Path, co: CompareOptions) -> tuple[list[dict], int]:
+    """Every run's result in plan order (finished ones reused); returns them and the count
+    of reused runs. ``--jobs N`` trains the missing runs in N processes."""
+    from edgeft.train.compare_jobs import run_parallel, threads_per_job, torch_threads
+
+    n = len(runs)
+    results: list = [load_finished(out, spec) for spec in runs]
+    for i, (spec, rec) in enumerate(zip(runs, results, strict=True), 1):
+        if rec is not None:
+            console().print(f"[{i}/{n}] {spec.name}: reused ({100 * rec['accuracy']:.2f}%)")
+    pending = [(i, (spec, out)) for i, spec in enumerate(runs) if results[i] is None]
+    reused = n - len(pending)
+    jobs = min(co.jobs, len(pending))
+    threads = co.threads or threads_per_job(co.jobs)
+    if jobs > 1:
+        console().print(
+            f"training {len(pending)} runs in {jobs} processes ({threads} thread"
+            f"{'s' if threads > 1 else ''} each) ..."
+        )
+        finished = run_parallel(pending, run_quiet, jobs, threads)
+    else:
+        finished = _serial(pending, n)
+    with torch_threads(co.threads if jobs <= 1 else None):
+        for i, rec in finished:
+            results[i] = rec
+            console().print(
+                f"[{i + 1}/{n}] {runs[i].name}: {100 * rec['accuracy']:.2f}% in "
+                f"{rec['wall_seconds']:.0f} s"
+            )
+    return results, reused
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -218,28 +263,21 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
     """
     import shutil
 
+    from edgeft.train.distributed import world
+
     co.validate()
+    if world().distributed:
+        raise UserError(
+            "edgeft compare starts its own processes (--jobs N): run it without "
+            "torchrun/accelerate launch"
+        )
     t0 = time.perf_counter()
     out = Path(out)
     if co.force and out.exists():
         shutil.rmtree(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     runs = plan_runs(co, out)
-    results, reused = [], 0
-    for i, spec in enumerate(runs, 1):
-        rec = load_finished(out, spec)
-        if rec is not None:
-            reused += 1
-            console().print(f"[{i}/{len(runs)}] {spec.name}: reused ({100 * rec['accuracy']:.2f}%)")
-        else:
-            console().print(f"[{i}/{len(runs)}] {spec.name}: training ...")
-            with quiet_if(True):
-                rec = run_one(spec, out)
-            console().print(
-                f"[{i}/{len(runs)}] {spec.name}: {100 * rec['accuracy']:.2f}% in "
-                f"{rec['wall_seconds']:.0f} s"
-            )
-        results.append(rec)
+    results, reused = _run_all(runs, out, co)
     splits = {r["split_fingerprint"] for r in results}
     if len(splits) != 1:  # every run must have seen the same images
         raise UserError(
@@ -254,6 +292,8 @@ def run_compare(co: CompareOptions, out: Path) -> dict:
         "repeats": co.repeats,
         "runs": results,
         "reused_runs": reused,
+        "jobs": co.jobs,
+        "threads_per_run": sorted({r.get("threads") for r in results}, key=str),
         "strategies": aggregate(results, groups),
         # training time of every run (reused ones included) and this invocation's wall time
         "train_seconds_total": round(sum(r["wall_seconds"] for r in results), 1),

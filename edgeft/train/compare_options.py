@@ -28,6 +28,7 @@ SHARED = (
     "aug",
     "balance",
     "positive",
+    "precision",
 )
 
 
@@ -73,6 +74,13 @@ class CompareOptions:
     aug: str = same_as(_F, "aug")
     balance: str = same_as(_F, "balance")
     positive: str | None = same_as(_F, "positive")
+    precision: str = same_as(_F, "precision")
+    jobs: int = opt(1, "Runs trained at once, each in its own process.")
+    threads: int | None = opt(
+        None,
+        "Threads per run (default cores / --jobs). Results depend on seeds and threads: "
+        "the same threads give the same numbers whatever --jobs.",
+    )
     force: bool = opt(False, "Discard runs already in --out and start over.")
     base: FinetuneOptions | None = None
 
@@ -85,6 +93,10 @@ class CompareOptions:
 
     def validate(self) -> None:
         self.base.validate()
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, not {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, not {self.threads}")
         if self.repeats < 1:
             raise UserError(f"--repeats must be at least 1, not {self.repeats}")
         if not self.strategies and not self.sweep_freeze:

@@ -21,7 +21,8 @@ from edgeft.errors import UserError
 from edgeft.manifest import MANIFEST, SCHEMA, SCHEMA_VERSION, Manifest
 from edgeft.models.archs import get_arch
 from edgeft.preprocess import Preprocessing
-from edgeft.train.options import FinetuneOptions, parse_lr
+from edgeft.train.distributed import World, one_line_failures, world
+from edgeft.train.options import FinetuneOptions, parse_lr, precision_problem
 from edgeft.train.report import print_counts, print_metrics
 from edgeft.train.strategy import frozen_eval
 
@@ -47,7 +48,19 @@ def _preprocessing(opts: FinetuneOptions, spec, weights_src) -> Preprocessing:
     return Preprocessing(size=opts.size, mean=mean, std=std, resize=opts.resize)
 
 
-def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall) -> dict:
+def _distributed_record(opts, run, w: World) -> dict:
+    """How many processes trained, on what backend, with which batch and LR scaling."""
+    return {
+        "world_size": w.size,
+        "backend": run["backend"],
+        "batch_size_per_process": run["batch_size"],
+        "batch_size_effective": run["batch_size"] * w.size,
+        "lr_scale": opts.lr_scale if w.distributed else None,
+        "lr_given": opts.lr if run["lr_source"] != "lr_find" else run["lr"],
+    }
+
+
+def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall, w) -> dict:
     discriminative = strategy.name == "discriminative"
     return {
         "strategy": strategy.label,
@@ -73,6 +86,8 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
         "params": run["params"],
         "device": run["device"],
         "threads": run["threads"],
+        "precision": opts.precision,
+        "distributed": _distributed_record(opts, run, w),
         "pretrained": weights_src.to_dict() if weights_src else None,
         "data": {
             "root": str(ds.root),
@@ -124,17 +139,36 @@ def _scan(opts: FinetuneOptions):
     return ds, split_seed
 
 
-def finetune(opts: FinetuneOptions) -> FinetuneResult:
+def _check_precision(precision: str) -> None:
+    if precision == "fp32":
+        return
+    import torch
+
+    from edgeft.platform.cpu import cpu_isa
+
+    problem = precision_problem(precision, torch.cuda.is_available(), cpu_isa()["bf16"])
+    if problem:
+        raise UserError(problem)
+
+
+def finetune(opts: FinetuneOptions) -> FinetuneResult | None:
     """Run a fine-tune end to end and write the bundle to ``opts.out``.
+
+    Under ``torchrun``/``accelerate launch`` every process trains its share and rank 0 alone
+    prints, evaluates and writes; the other ranks return ``None`` with nothing written.
 
     Raises:
         UserError: bad options, data, weights or output folder (checked before training),
-            or a training whose loss or weights became non-finite (nothing is written).
+            a training whose loss or weights became non-finite, or a lost peer process
+            (nothing is written).
     """
-    with quiet_if(opts.quiet):
+    w = world()
+    with quiet_if(opts.quiet or not w.main), one_line_failures(w):
         t_start = time.perf_counter()
         strategy = opts.validate()
-        check_out_dir(opts.out, opts.force)
+        _check_precision(opts.precision)
+        if w.main:  # only rank 0 writes: other nodes need not see --out
+            check_out_dir(opts.out, opts.force)
         spec = get_arch(opts.arch)
         ds, split_seed = _scan(opts)
         from edgeft.train import training  # imports torch and fastai
@@ -145,9 +179,11 @@ def finetune(opts: FinetuneOptions) -> FinetuneResult:
 
             weights_src = resolve_weights(opts.arch, opts.weights)
         pp = _preprocessing(opts, spec, weights_src)
-        run = training.train(opts, strategy, ds, pp, weights_src)
+        run = training.train(opts, strategy, ds, pp, weights_src, w)
+        if run is None:
+            return None
         wall = time.perf_counter() - t_start
-        rec = _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall)
+        rec = _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall, w)
         manifest = _manifest(opts, spec, ds, pp, rec, run)
 
         def fill(tmp: Path) -> None:
