@@ -79,7 +79,7 @@ def edgeft(*args, check: bool = True) -> subprocess.CompletedProcess:
     """Run one ``edgeft`` command, echoing it first."""
     argv = [str(a) for a in args]
     print(f"\n$ edgeft {' '.join(shlex.quote(a) for a in argv)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "edgeft.cli", *argv])
+    proc = subprocess.run([sys.executable, "-m", "edgeft", *argv])
     if check and proc.returncode != 0:
         sys.exit(f"pipeline: `edgeft {argv[0]}` failed with exit code {proc.returncode}")
     return proc
