@@ -33,6 +33,32 @@ def check_video_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def draw_overlay(img: np.ndarray, record: dict, roi: tuple[int, int, int, int] | None = None):
+    """Draw the ROI box and the top label (with its probability and inference time) on
+    ``img`` in place (BGR uint8, contiguous); returns it."""
+    import cv2
+
+    if roi:
+        x, y, w, h = roi
+        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 255, 255), 2)
+    if record.get("top"):
+        text = f"{record['top'][0]['label']} {record['top'][0]['prob']:.2f}"
+    else:  # e.g. non-finite model outputs: the line says why
+        text = record.get("error", "no result")[:40]
+    lat = record.get("latency_ms", {}).get("inference")
+    if lat is not None:
+        text += f"  {lat:.1f} ms"
+    scale = max(0.4, img.shape[0] / 720)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 1.5))
+    (w, h), base = cv2.getTextSize(text, font, scale, thick)
+    # white text on a black box stays readable on any frame (an outline drawn thicker is
+    # wider than the text: OpenCV advances glyphs by the thickness too)
+    x, y = 4, 4 + h
+    cv2.rectangle(img, (x - 3, y - h - 3), (x + w + 3, y + base + 1), (0, 0, 0), cv2.FILLED)
+    cv2.putText(img, text, (x, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return img
+
+
 class VideoAnnotator:
     """Writes annotated frames; created lazily at the first frame (its size decides)."""
 
@@ -59,22 +85,8 @@ class VideoAnnotator:
                     f"{FOURCC[self.path.suffix.lower()]} here"
                 )
         img = image if image.shape[1::-1] == self.size else cv2.resize(image, self.size)
-        img = np.ascontiguousarray(img[..., :3])
-        if self.roi:
-            x, y, w, h = self.roi
-            cv2.rectangle(img, (x, y), (x + w, y + h), (0, 255, 255), 2)
-        top = record["top"][0]
-        text = f"{top['label']} {top['prob']:.2f}"
-        lat = record.get("latency_ms", {}).get("inference")
-        if lat is not None:
-            text += f"  {lat:.1f} ms"
-        scale = max(0.4, self.size[1] / 720)
-        # a thick black outline under thin white text stays readable on any frame
-        org = (8, int(28 * scale))
-        for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
-            cv2.putText(
-                img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA
-            )
+        # a copy: the frame itself may still be read by --serve's stream
+        img = draw_overlay(np.array(img[..., :3], order="C"), record, self.roi)
         self.writer.write(img)
         self.frames += 1
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deploy.sources import Source, SourceError, open_capture
+from deploy.stats import OutageLog
 from edgeft.errors import UserError
 
 
@@ -69,6 +70,7 @@ class CaptureStats:
     loops: int = 0
     reconnecting: bool = False
     notes: list[str] = field(default_factory=list)
+    outages: OutageLog = field(default_factory=OutageLog)
 
 
 def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
@@ -219,13 +221,18 @@ class FrameGrabber:
                     self._cond.notify_all()
 
     def _publish(self, image: np.ndarray, t0: float, t1: float) -> None:
+        if self.stats.outages.ongoing:  # the first frame after a loss ends the outage
+            o = self.stats.outages.end()
+            self.log(
+                f"frames again after a {o['length_s']:.1f} s outage ({o['attempts']} reconnect attempt(s))"
+            )
         self.stats.read += 1
         self._pass_frames += 1
         self._last_frame_wall = time.time()
         frame = Frame(self._next_id, image, self._last_frame_wall, t1, t1 - t0)
         self._next_id += 1
         if self.prepare is not None:
-            region = self._crop(image)
+            region = self.crop(image)
             t2 = time.perf_counter()
             frame.input = self.prepare(region)
             frame.preprocess_s = time.perf_counter() - t2
@@ -239,7 +246,8 @@ class FrameGrabber:
             self._slot = frame
             self._cond.notify_all()
 
-    def _crop(self, image: np.ndarray) -> np.ndarray:
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The ROI of a frame (the frame itself without ``roi``)."""
         if self.roi is None:
             return image
         x, y, w, h = self.roi
@@ -257,6 +265,7 @@ class FrameGrabber:
         if not self.source.live:
             return self._file_ended()
         self.stats.losses += 1
+        self.stats.outages.begin(self._last_frame_wall)
         self.log(f"{self.source.describe()} lost after {self._pass_frames} frames; reconnecting")
         # A source that reopens but then delivers nothing keeps backing off instead of
         # being hammered every half second.
@@ -296,6 +305,7 @@ class FrameGrabber:
             self._delay = delay
             if self._stop.wait(delay):
                 return False
+            self.stats.outages.attempt()
             try:
                 self.cap = self.opener(self.source)
             except SourceError as exc:
@@ -305,6 +315,7 @@ class FrameGrabber:
                         f"attempts ({exc})"
                     )
                     self.end_reason = "stream lost"
+                    self.stats.outages.end(recovered=False)
                     return False
                 delay = min(self.backoff[1], delay * 2)
                 self.log(f"reconnect attempt {attempt} failed ({exc}); next in {delay:.1f} s")

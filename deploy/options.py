@@ -8,14 +8,34 @@ from pathlib import Path
 from edgeft.options import opt
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CameraOptions:
     """Everything ``edgeft camera`` takes."""
 
-    bundle: Path = opt(help="Bundle folder (with an exported artifact).", argument=True)
+    bundle: Path | None = opt(
+        None,
+        "Bundle folder (with an exported artifact); or give --bundle-dir instead.",
+        argument=True,
+    )
     source: str = opt(
         help="Camera index or /dev/videoN, video file, rtsp://..., http://..., csi://N "
         "(Jetson), or gst:PIPELINE."
+    )
+    decoder: str = opt(
+        "auto",
+        "How rtsp:// is decoded: auto (GStreamer where OpenCV has it, else FFmpeg), gst "
+        "(GStreamer only: never a silent CPU fallback), or ffmpeg.",
+    )
+    bundle_dir: Path | None = opt(
+        None,
+        "Folder whose `current` symlink names the bundle to run: a new target is verified "
+        "beside the running model and swapped in without stopping (SIGHUP: check now).",
+    )
+    watch_interval: float = opt(2.0, "Seconds between checks of --bundle-dir's `current`.")
+    probation: int = opt(
+        30,
+        "Frames a swapped-in bundle is health-checked for (non-finite outputs, confidence "
+        "collapse) before the previous one is released; 0: no check.",
     )
     backend: str = opt(
         "auto",
@@ -29,7 +49,9 @@ class CameraOptions:
     out: Path | None = opt(None, "JSON lines file (default: stdout).")
     video: Path | None = opt(None, "Also write an annotated video (.mp4/.avi/.mkv).")
     serve: str | None = opt(
-        None, "HTTP endpoint with /latest and /health at HOST:PORT (or PORT: 127.0.0.1)."
+        None,
+        "HTTP at HOST:PORT (or PORT: 127.0.0.1): live page at /, /stream.mjpg, /status.json, "
+        "/latest, /health, /summary.",
     )
     max_frames: int = opt(0, "Stop after N frames (0: run until the source ends or a signal).")
     loop: bool = opt(False, "Restart a video file at its end.")

@@ -1,31 +1,38 @@
-"""``--serve HOST:PORT``: a tiny HTTP endpoint with the latest result and the loop's health.
+"""What ``--serve`` shows: the latest result, the loop's health, and the live view's numbers.
 
-Endpoints (JSON):
+The camera loop writes into :class:`ResultState` (one reference swap per frame under a
+lock); the HTTP server (:mod:`deploy.web`) reads from it in its own thread. Endpoints:
 
 * ``GET /latest``: the newest frame's record (as the JSON lines carry it); 503 before
   the first one.
 * ``GET /health``: ``{"status": "ok"|"starting"|"stale"|"reconnecting"|"stopped", ...}``
-  with frames, drops, reconnects and the age of the newest result; 200 when ``ok``, 503
-  otherwise (a systemd watchdog, Docker HEALTHCHECK or load balancer can poll it).
-* ``GET /summary``: the running summary (frames, FPS, latency percentiles).
+  with the model in use (bundle, backend, sha256) and the last hot-swap event; 200 when
+  ``ok``, 503 otherwise (a systemd watchdog, Docker HEALTHCHECK or load balancer can
+  poll it).
+* ``GET /summary``: the running summary (frames, FPS, latency percentiles, outages).
+* ``GET /status.json``: what the live page polls: top-k, FPS over the last frames,
+  per-stage latency, model and health.
+* ``GET /`` (the live page) and ``GET /stream.mjpg`` (annotated frames): :mod:`deploy.web`.
 
 Bound to 127.0.0.1 unless a host is given: the endpoint has no authentication, so
-exposing it on a network is a deliberate ``--serve 0.0.0.0:8080``.
+exposing it on a network is a deliberate ``--serve 0.0.0.0:8080`` (warned at start).
 """
 
 from __future__ import annotations
 
-import errno
-import json
+import ipaddress
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
 
 from edgeft.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
+LATENCY_STAGES = ("capture", "preprocess", "inference", "post")
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -50,6 +57,15 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback one (unresolvable: False)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
 class ResultState:
     """What the endpoint serves; the camera loop updates it, handler threads read it."""
 
@@ -57,21 +73,32 @@ class ResultState:
         self._lock = threading.Lock()
         self.latest: dict | None = None
         self.latest_time: float | None = None
+        self.image: np.ndarray | None = None  # the newest frame (as read), for /stream.mjpg
         self.stale_after_s = stale_after_s
         self.summary_fn: Callable[[], dict] | None = None
+        self.model_fn: Callable[[], dict] = dict
         self.info: dict = {}
         self.stopped = False
         self.reconnecting_fn: Callable[[], bool] = lambda: False
+        self._times: deque = deque(maxlen=30)
+        self._latency: deque = deque(maxlen=30)
 
-    def update(self, record: dict) -> None:
+    def update(self, record: dict, image: np.ndarray | None = None) -> None:
+        """The loop's newest record (and frame); keeps no copy, only references."""
+        now = time.monotonic()
         with self._lock:
-            self.latest = record
-            self.latest_time = time.monotonic()
+            self.latest, self.latest_time, self.image = record, now, image
+            self._times.append(now)
+            self._latency.append(record.get("latency_ms") or {})
 
     def snapshot(self) -> tuple[dict | None, float | None]:
         with self._lock:
             age = None if self.latest_time is None else time.monotonic() - self.latest_time
             return self.latest, age
+
+    def frame(self) -> tuple[dict | None, np.ndarray | None]:
+        with self._lock:
+            return self.latest, self.image
 
     def health(self) -> dict:
         latest, age = self.snapshot()
@@ -91,103 +118,30 @@ class ResultState:
             "last_frame": None if latest is None else latest.get("frame"),
         }
         out.update(self.info)
+        out.update(self.model_fn())
         return out
 
-
-def _handler(state: ResultState):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "edgeft-camera"
-
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            if path == "/health":
-                body = state.health()
-                self._send(200 if body["status"] == "ok" else 503, body)
-            elif path == "/latest":
-                latest, _ = state.snapshot()
-                self._send(200, latest) if latest else self._send(503, {"error": "no result yet"})
-            elif path == "/summary":
-                self._send(200, state.summary_fn() if state.summary_fn else {})
-            elif path == "/":
-                self._send(200, {"endpoints": ["/latest", "/health", "/summary"]})
-            else:
-                self._send(
-                    404,
-                    {
-                        "error": f"no such endpoint {path}",
-                        "endpoints": ["/latest", "/health", "/summary"],
-                    },
-                )
-
-        def _send(self, code: int, body: dict) -> None:
-            data = (json.dumps(body) + "\n").encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):  # keep request logs out of the service's stderr
-            pass
-
-    return Handler
-
-
-class ResultServer:
-    """``ThreadingHTTPServer`` in a daemon thread.
-
-    Args:
-        host, port: where to listen (port 0: any free port, see :attr:`port`).
-        state: the :class:`ResultState` to serve.
-
-    Raises:
-        UserError: the port is in use, the host is not an address of this machine, or
-            the port needs privileges.
-    """
-
-    def __init__(self, host: str, port: int, state: ResultState):
-        self.state = state
-        server_cls = ThreadingHTTPServer
-        if ":" in host:  # an IPv6 address
-
-            class server_cls(ThreadingHTTPServer):  # noqa: N801
-                address_family = socket.AF_INET6
-
-        try:
-            self.httpd = server_cls((host, port), _handler(state))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UserError(
-                    f"cannot serve on {host}:{port}: the port is already in use; choose another "
-                    "with --serve HOST:PORT (or stop the other service)"
-                ) from None
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                raise UserError(
-                    f"cannot serve on {host}:{port}: permission denied (ports below 1024 need "
-                    "privileges); choose a port above 1024"
-                ) from None
-            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self.httpd.daemon_threads = True
-        self.host, self.port = self.httpd.server_address[:2]
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="edgeft-serve",
-            daemon=True,
+    def status(self) -> dict:
+        """The live page's numbers: top-k, recent FPS and stage latency, model, health."""
+        with self._lock:
+            latest, times, lats = self.latest, list(self._times), list(self._latency)
+        fps = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else None
         )
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> ResultServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self.state.stopped = True
-        if self._thread.is_alive():  # shutdown() waits for serve_forever, so only when running
-            self.httpd.shutdown()
-        self.httpd.server_close()
+        health = self.health()
+        return {
+            "frame": None if latest is None else latest.get("frame"),
+            "ts": None if latest is None else latest.get("ts"),
+            "top": [] if latest is None else latest.get("top", []),
+            "fps": None if fps is None else round(fps, 2),
+            "latency_ms": {
+                k: round(float(np.mean([lt.get(k, 0.0) for lt in lats])), 3) if lats else None
+                for k in LATENCY_STAGES
+            },
+            "age_ms": None if latest is None else latest.get("age_ms"),
+            "dropped": None if latest is None else latest.get("dropped"),
+            "status": health["status"],
+            "health": health,
+        }

@@ -6,7 +6,8 @@ Accepted forms (``parse_source``):
 ``0``, ``/dev/video0``     V4L2 camera (USB, or a CSI sensor exposed through V4L2)
 ``clip.mp4``, ``file://``  a video file (FFmpeg); ends at end of file unless looped
 ``rtsp://…``, ``rtsps://`` network camera: GStreamer (hardware decode) where OpenCV has it,
-                           else FFmpeg over TCP with low-delay flags
+                           else FFmpeg over TCP with low-delay flags (``--decoder``,
+                           :mod:`deploy.gstreamer`)
 ``http://…``, ``https://`` MJPEG/HTTP camera or a served video (FFmpeg)
 ``csi://0``                Jetson CSI camera through ``nvarguscamerasrc`` (needs GStreamer)
 ``gst:PIPELINE``           any GStreamer pipeline ending in (or given) an ``appsink``
@@ -30,11 +31,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from deploy.gstreamer import (
+    APPSINK,
+    check_decoder,
+    csi_pipeline,
+    gstreamer_available,
+    rtsp_pipeline,
+    unreachable,
+)
 from edgeft.errors import UserError
+
+__all__ = [
+    "APPSINK",
+    "Source",
+    "SourceError",
+    "csi_pipeline",
+    "gstreamer_available",
+    "open_capture",
+    "parse_source",
+    "rtsp_pipeline",
+]
 
 SCHEMES = ("rtsp", "rtsps", "http", "https", "csi", "file")
 FORMS = "a camera index or /dev/videoN, a video file, rtsp://, http(s)://, csi://N or gst:PIPELINE"
-APPSINK = "appsink drop=true max-buffers=1 sync=false"
 # Low-delay FFmpeg options for network streams (OpenCV reads this variable at open):
 # TCP avoids the smeared frames UDP loss gives; nobuffer/low_delay stop FFmpeg queueing.
 FFMPEG_STREAM_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
@@ -57,6 +76,9 @@ class Source:
         live: frames come in real time (drop stale ones, reconnect on loss).
         options: width/height/fps for cameras, codec/latency for RTSP.
         pipeline: the GStreamer pipeline (csi, gst, and RTSP where GStreamer is used).
+        decoder: the ``--decoder`` asked for (:mod:`deploy.gstreamer`).
+        opened_with: what :func:`open_capture` opened it with: ``gstreamer`` or ``ffmpeg``
+            (or ``v4l2``), None before the first open.
     """
 
     spec: str
@@ -65,6 +87,8 @@ class Source:
     live: bool
     options: dict = field(default_factory=dict)
     pipeline: str | None = None
+    decoder: str = "auto"
+    opened_with: str | None = None
 
     def describe(self) -> str:
         """Kind and target for log lines, with any URL password hidden."""
@@ -88,83 +112,22 @@ def _int_opt(options: dict, key: str, default: int | None, spec: str) -> int | N
     return value
 
 
-def csi_pipeline(
-    sensor_id: int = 0,
-    width: int = 1280,
-    height: int = 720,
-    fps: int = 30,
-    flip: int = 0,
-    out_width: int | None = None,
-    out_height: int | None = None,
-) -> str:
-    """GStreamer pipeline for a Jetson CSI camera (Argus) delivering BGR frames to OpenCV.
-
-    ``nvarguscamerasrc`` captures NV12 into NVMM (GPU) memory; ``nvvidconv`` flips/scales
-    there and converts to BGRx in CPU memory; ``videoconvert`` drops the x for OpenCV.
-
-    Args:
-        sensor_id: the CSI port (``csi://N``).
-        width, height, fps: sensor mode to request.
-        flip: ``nvvidconv flip-method`` (0 none, 2 rotate 180, 4 horizontal flip, ...).
-        out_width, out_height: scale to this size on the GPU (default: no scaling).
-    """
-    ow, oh = out_width or width, out_height or height
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! "
-        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={fps}/1,format=NV12 ! "
-        f"nvvidconv flip-method={flip} ! video/x-raw,width={ow},height={oh},format=BGRx ! "
-        f"videoconvert ! video/x-raw,format=BGR ! {APPSINK}"
-    )
-
-
-def rtsp_pipeline(
-    url: str, latency_ms: int = 0, codec: str = "h264", jetson: bool = False, tcp: bool = True
-) -> str:
-    """GStreamer pipeline for an RTSP camera, decoding in hardware on a Jetson.
-
-    Args:
-        url: the ``rtsp://`` URL (credentials included if the camera needs them).
-        latency_ms: ``rtspsrc`` jitter buffer; 0 gives the newest frame at once.
-        codec: ``h264`` or ``h265``.
-        jetson: decode with ``nvv4l2decoder`` (NVDEC) instead of libav's software decoder.
-        tcp: force RTSP over TCP (no smeared frames from UDP loss).
-    """
-    if codec not in ("h264", "h265"):
-        raise SourceError(f"RTSP codec {codec!r} is not supported: use codec=h264 or codec=h265")
-    depay, parse = f"rtp{codec}depay", f"{codec}parse"
-    proto = " protocols=tcp" if tcp else ""
-    src = f'rtspsrc location="{url}" latency={latency_ms}{proto} ! {depay} ! {parse} ! '
-    if jetson:
-        dec = "nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
-    else:
-        dec = f"avdec_{codec} ! videoconvert ! "
-    return src + dec + f"video/x-raw,format=BGR ! {APPSINK}"
-
-
-def gstreamer_available() -> bool:
-    """Whether this OpenCV can run GStreamer pipelines (pip's opencv-python cannot)."""
-    try:
-        import cv2
-    except ImportError:
-        return False
-    try:
-        return bool(cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER))
-    except AttributeError:  # very old OpenCV: read the build report
-        m = re.search(r"GStreamer:\s*(\S+)", cv2.getBuildInformation())
-        return bool(m and m.group(1).upper() == "YES")
-
-
 def _is_jetson() -> bool:
     return Path("/etc/nv_tegra_release").exists()
 
 
-def parse_source(spec: str) -> Source:
-    """Parse a ``--source`` value (see the module table).
+def parse_source(spec: str, decoder: str = "auto") -> Source:
+    """Parse a ``--source`` value (see the module table) and the ``--decoder`` for it.
 
     Raises:
         SourceError: unknown scheme, missing file or camera, bad option.
     """
-    spec = str(spec).strip()
+    src = _parse(str(spec).strip())
+    src.decoder = check_decoder(decoder)
+    return src
+
+
+def _parse(spec: str) -> Source:
     if not spec:
         raise SourceError(f"--source is empty: pass {FORMS}")
     if spec.startswith("gst:"):
@@ -257,20 +220,36 @@ def _stream_source(spec: str, scheme: str) -> Source:
     url = urlunsplit(parts._replace(query=urlencode(query)))
     pipe = None
     if scheme.startswith("rtsp"):
-        pipe = rtsp_pipeline(url, options["latency"], options["codec"], jetson=_is_jetson())
+        try:
+            pipe = rtsp_pipeline(url, options["latency"], options["codec"], jetson=_is_jetson())
+        except UserError as exc:
+            raise SourceError(str(exc)) from None
     return Source(spec, "stream", url, True, options=options, pipeline=pipe)
 
 
-def open_capture(src: Source, prefer_gstreamer: bool | None = None):
-    """Open ``src`` with OpenCV; returns an opened ``cv2.VideoCapture``.
+_WHAT = {
+    "device": "camera",
+    "file": "video file",
+    "stream": "stream",
+    "csi": "CSI camera",
+    "gst": "GStreamer pipeline",
+}
+_WHY = {
+    "device": "busy, or not a capture device",
+    "file": "not a video OpenCV's FFmpeg can decode",
+    "stream": "unreachable, wrong path or credentials",
+    "csi": "is nvargus-daemon running?",
+    "gst": "check it with gst-launch-1.0",
+}
 
-    Args:
-        src: a parsed source.
-        prefer_gstreamer: for RTSP, use the GStreamer pipeline (default: when available).
+
+def open_capture(src: Source):
+    """Open ``src`` with OpenCV as its ``decoder`` says; returns an opened ``cv2.VideoCapture``
+    and records what opened it in ``src.opened_with``.
 
     Raises:
-        SourceError: OpenCV is missing, lacks GStreamer for a pipeline source, or cannot
-            open the source.
+        SourceError: OpenCV is missing, lacks GStreamer for a pipeline source (or for
+            ``--decoder gst``), or cannot open the source.
     """
     try:
         import cv2
@@ -279,45 +258,56 @@ def open_capture(src: Source, prefer_gstreamer: bool | None = None):
             "OpenCV is not installed: pip install opencv-python-headless "
             "(on a Jetson, JetPack's OpenCV has GStreamer for csi:// sources)"
         ) from None
-    gst = gstreamer_available()
-    if src.kind in ("csi", "gst") and not gst:
-        raise SourceError(
-            f"{src.spec} needs OpenCV built with GStreamer, and this one is not (see `edgeft env`): on a "
-            "Jetson use JetPack's OpenCV (pip uninstall opencv-python-headless) or the deploy/ container"
-        )
-    use_gst = src.pipeline is not None and (
-        src.kind in ("csi", "gst") or (prefer_gstreamer if prefer_gstreamer is not None else gst)
-    )
+    use_gst = _use_gstreamer(src, gstreamer_available())
+    down = unreachable(src.target) if use_gst and src.kind == "stream" else None
+    if down:
+        raise SourceError(f"cannot open stream {_redact(src.target)} ({down})")
     cap = cv2.VideoCapture(src.pipeline, cv2.CAP_GSTREAMER) if use_gst else None
-    if cap is not None and not cap.isOpened() and src.kind == "stream":
+    if cap is not None and not cap.isOpened() and src.kind == "stream" and src.decoder == "auto":
         cap.release()  # e.g. an H.265 camera without codec=h265: FFmpeg probes the codec itself
         cap = None
+    src.opened_with = "gstreamer" if cap is not None else None
     if cap is None:
         cap = _open_direct(cv2, src)
     if not cap.isOpened():
         cap.release()
-        what = {
-            "device": "camera",
-            "file": "video file",
-            "stream": "stream",
-            "csi": "CSI camera",
-            "gst": "GStreamer pipeline",
-        }[src.kind]
-        why = {
-            "device": "busy, or not a capture device",
-            "file": "not a video OpenCV's FFmpeg can decode",
-            "stream": "unreachable, wrong path or credentials",
-            "csi": "is nvargus-daemon running?",
-            "gst": "check it with gst-launch-1.0",
-        }[src.kind]
-        raise SourceError(
-            f"cannot open {what} {_redact(src.target if src.kind != 'gst' else src.spec)} ({why})"
-        )
+        shown = _redact(src.target if src.kind != "gst" else src.spec)
+        via = " through GStreamer (--decoder gst)" if use_gst and src.kind == "stream" else ""
+        raise SourceError(f"cannot open {_WHAT[src.kind]} {shown}{via} ({_WHY[src.kind]})")
     return cap
+
+
+def _use_gstreamer(src: Source, gst: bool) -> bool:
+    """Whether to open ``src`` through its GStreamer pipeline (see :mod:`deploy.gstreamer`)."""
+    if src.kind in ("csi", "gst"):
+        if not gst:
+            raise SourceError(
+                f"{src.spec} needs OpenCV built with GStreamer, and this one is not (see `edgeft env`): on a "
+                "Jetson use JetPack's OpenCV (pip uninstall opencv-python-headless) or the deploy/ container"
+            )
+        if src.decoder == "ffmpeg":
+            raise SourceError(
+                f"--decoder ffmpeg cannot read {src.kind} sources: they are GStreamer pipelines"
+            )
+        return True
+    if src.decoder == "gst":
+        if src.pipeline is None:
+            raise SourceError(
+                "--decoder gst applies to rtsp:// sources; read anything else through GStreamer "
+                "with --source gst:PIPELINE"
+            )
+        if not gst:
+            raise SourceError(
+                "--decoder gst needs OpenCV built with GStreamer, and this one is not (see `edgeft env`): "
+                "on a Jetson use JetPack's OpenCV, on Debian python3-opencv"
+            )
+        return True
+    return src.pipeline is not None and src.decoder == "auto" and gst
 
 
 def _open_direct(cv2, src: Source):
     """Open a device, stream or file without GStreamer."""
+    src.opened_with = "v4l2" if src.kind == "device" else "ffmpeg"
     if src.kind == "device":
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         cap = cv2.VideoCapture(src.options["index"], api)

@@ -8,6 +8,7 @@ are read from the histogram (within 0.5%), count, mean and max are exact.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -78,3 +79,63 @@ class StageStats:
 
     def summary(self) -> dict:
         return {name: h.summary() for name, h in self.stages.items() if h.n}
+
+
+class OutageLog:
+    """Stream outages in constant memory: count, total and longest length, reconnect
+    attempts, and the last few in detail.
+
+    An outage runs from the last frame read before a loss to the first frame read after
+    it (the gap a user of the results sees), or to the give-up when retries run out.
+    """
+
+    KEEP = 10
+
+    def __init__(self):
+        self.count = 0
+        self.total_s = 0.0
+        self.longest_s = 0.0
+        self.attempts = 0
+        self.recent: list[dict] = []
+        self._open: dict | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self._open is not None
+
+    def begin(self, since_wall: float | None) -> None:
+        """A loss was detected; ``since_wall`` is the last frame's ``time.time()``."""
+        if self._open is None:
+            self._open = {"start": since_wall or time.time(), "attempts": 0}
+
+    def attempt(self) -> None:
+        """One reconnect attempt (successful or not)."""
+        self.attempts += 1
+        if self._open is not None:
+            self._open["attempts"] += 1
+
+    def end(self, recovered: bool = True) -> dict | None:
+        """Close the open outage (first frame after it, or giving up); returns it."""
+        o, self._open = self._open, None
+        if o is None:
+            return None
+        o["length_s"] = round(max(0.0, time.time() - o["start"]), 3)
+        o["start"] = round(o["start"], 3)
+        o["recovered"] = recovered
+        self.count += 1
+        self.total_s += o["length_s"]
+        self.longest_s = max(self.longest_s, o["length_s"])
+        self.recent = [*self.recent, o][-self.KEEP :]
+        return o
+
+    def summary(self) -> dict:
+        out = {
+            "count": self.count,
+            "total_s": round(self.total_s, 3),
+            "longest_s": round(self.longest_s, 3),
+            "reconnect_attempts": self.attempts,
+            "recent": self.recent,
+        }
+        if self._open is not None:
+            out["ongoing_since"] = round(self._open["start"], 3)
+        return out

@@ -55,7 +55,15 @@ class FramePrep:
         Args:
             item: ``H x W x 3|4`` (or ``H x W``) uint8 array, a Pillow image, or a path.
             channel_order: ``RGB`` or ``BGR`` (OpenCV): the order of an array's channels.
+
+        Raises:
+            UserError: an unknown ``channel_order``, an empty (0-pixel) frame, or an
+                array that is not a uint8 frame.
         """
+        if str(channel_order).upper() not in ("RGB", "BGR"):
+            raise UserError(f"channel_order must be 'RGB' or 'BGR', not {channel_order!r}")
+        if _empty(item):
+            raise UserError(f"cannot classify an empty frame ({_describe(item)}): it has no pixels")
         if (
             isinstance(item, np.ndarray)
             and item.dtype == np.uint8
@@ -95,3 +103,15 @@ class FramePrep:
 
     def _lookup(self, rgb: np.ndarray, bgr: bool) -> np.ndarray:
         return bytes_to_input(rgb, self._table, bgr)
+
+
+def _empty(item) -> bool:
+    if isinstance(item, np.ndarray):
+        return item.size == 0
+    return isinstance(item, Image.Image) and 0 in item.size
+
+
+def _describe(item) -> str:
+    if isinstance(item, Image.Image):
+        return f"{item.width}x{item.height} image"
+    return f"array of shape {tuple(item.shape)}"

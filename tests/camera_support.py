@@ -4,6 +4,7 @@ videos made from a bundle's validation images, and a local MJPEG stream server."
 from __future__ import annotations
 
 import http.server
+import signal
 import socket
 import subprocess
 import sys
@@ -146,6 +147,32 @@ def camera_proc(*args, env=None) -> subprocess.Popen:
     )
 
 
+class Lines:
+    """Collect a Popen's stdout/stderr lines in background threads."""
+
+    def __init__(self, proc):
+        self.proc, self.out, self.err = proc, [], []
+        for stream, sink in ((proc.stdout, self.out), (proc.stderr, self.err)):
+            threading.Thread(
+                target=lambda s=stream, k=sink: [k.append(ln.rstrip("\n")) for ln in s], daemon=True
+            ).start()
+
+    def has_err(self, text):
+        return any(text in ln for ln in self.err)
+
+    def records(self) -> list[dict]:
+        import json
+
+        return [json.loads(ln) for ln in list(self.out)]
+
+    def finish(self, sig=signal.SIGTERM, timeout=30):
+        if sig is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        time.sleep(0.2)  # let the reader threads drain
+        return rc
+
+
 def wait_for(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -153,3 +180,97 @@ def wait_for(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).resolve().parent / "deploy" / "rtsp_server.py"
+_probes: dict[str, str | None] = {}
+
+
+def _system_python_reason(name: str, code: str, install: str) -> str | None:
+    """None when the system python runs ``code``, else why not (a skip reason)."""
+    if name not in _probes:
+        import os
+
+        if not os.path.exists(SYSTEM_PYTHON):
+            _probes[name] = f"no {SYSTEM_PYTHON}"
+        else:
+            proc = subprocess.run(
+                [SYSTEM_PYTHON, "-c", code], capture_output=True, text=True, timeout=60
+            )
+            _probes[name] = (
+                None
+                if proc.returncode == 0
+                else (
+                    f"{install} (run .ci/media-test-setup): {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+                )
+            )
+    return _probes[name]
+
+
+def rtsp_server_reason() -> str | None:
+    """Why GStreamer's RTSP server with an H.264 encoder cannot run here (None: it can)."""
+    code = (
+        "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0')\n"
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None)\n"
+        "missing = [e for e in ('multifilesrc', 'pngdec', 'x264enc', 'rtph264pay') "
+        "if Gst.ElementFactory.find(e) is None]\n"
+        "assert not missing, f'GStreamer elements missing: {missing}'\n"
+    )
+    return _system_python_reason(
+        "rtsp", code, "needs gir1.2-gst-rtsp-server-1.0, python3-gi and gstreamer1.0-plugins-*"
+    )
+
+
+def system_opencv_reason() -> str | None:
+    """Why the system python has no OpenCV with GStreamer that decodes H.264 (None: it has)."""
+    code = (
+        "import cv2, gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None)\n"
+        "assert cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER), 'OpenCV without GStreamer'\n"
+        "assert Gst.ElementFactory.find('avdec_h264'), 'avdec_h264 missing (gstreamer1.0-libav)'\n"
+    )
+    return _system_python_reason("opencv", code, "needs python3-opencv and gstreamer1.0-libav")
+
+
+class RtspServer:
+    """GStreamer's RTSP server (``tests/deploy/rtsp_server.py``) in a system-python process
+    serving PNG frames looped as lossless H.264 at ``rtsp://127.0.0.1:PORT/clip``; a test
+    kills it (like a camera losing power) and starts it again on the same port."""
+
+    def __init__(self, port: int, pattern: str, fps: int = 15):
+        self.port, self.pattern, self.fps = port, pattern, fps
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/clip"
+
+    def start(self, timeout: float = 20.0) -> RtspServer:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port), self.pattern, "--fps", str(self.fps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # "ready PORT" once listening
+        if not line.startswith("ready"):
+            self.proc.kill()
+            raise RuntimeError(f"RTSP server did not start: {self.proc.stderr.read()[-2000:]}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop at once, as when a camera loses power."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def write_frames(folder: Path, images_rgb: list[np.ndarray]) -> str:
+    """Write RGB frames as ``00000.png ...`` (lossless); returns the printf pattern."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images_rgb):
+        Image.fromarray(img).save(folder / f"{i:05d}.png")
+    return str(folder / "%05d.png")

@@ -16,6 +16,7 @@ from deploy.sources import (
     parse_source,
     rtsp_pipeline,
 )
+from edgeft.errors import UserError
 from tests.conftest import run_cli
 
 
@@ -44,8 +45,10 @@ def test_rtsp_pipeline_strings():
         'rtspsrc location="rtsp://user:pw@10.0.0.5:554/stream1" latency=200 ! rtph265depay ! h265parse ! '
         "avdec_h265 ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
     )
-    with pytest.raises(SourceError, match="codec"):
+    with pytest.raises(UserError, match="codec"):
         rtsp_pipeline(url, codec="mjpeg")
+    with pytest.raises(SourceError, match="codec"):
+        parse_source("rtsp://cam/s?codec=mjpeg")
 
 
 def test_parse_forms(tmp_path):
@@ -122,3 +125,35 @@ def test_env_reports_gstreamer_truthfully():
     reported = info["gstreamer"]
     assert reported == "NO" or reported.startswith("YES")
     assert reported.startswith("YES") == gstreamer_available()
+
+
+@pytest.mark.parametrize(
+    "spec,decoder,needle",
+    [
+        ("rtsp://cam/s", "nvdec", "--decoder 'nvdec': use one of auto, gst, ffmpeg"),
+        ("http://cam/video.mjpg", "gst", "--decoder gst applies to rtsp:// sources"),
+        ("gst:videotestsrc", "ffmpeg", "--decoder ffmpeg cannot read gst sources"),
+    ],
+)
+def test_decoder_choice_errors(spec, decoder, needle):
+    """--decoder: a name it knows, gst only where edgeft builds a pipeline, ffmpeg never for
+    a pipeline source (checked before anything opens)."""
+    from deploy.sources import gstreamer_available
+
+    if decoder == "ffmpeg" and not gstreamer_available():
+        needle = "needs OpenCV built with GStreamer"  # that comes first here
+    with pytest.raises(UserError) as info:
+        open_capture(parse_source(spec, decoder))
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_decoder_ffmpeg_skips_the_pipeline(tmp_path):
+    """--decoder ffmpeg reads rtsp:// with FFmpeg even where GStreamer exists; auto records
+    what opened the source."""
+    from deploy.sources import _use_gstreamer
+
+    src = parse_source("rtsp://cam/s", "ffmpeg")
+    assert src.pipeline and not _use_gstreamer(src, True)
+    assert _use_gstreamer(parse_source("rtsp://cam/s"), True)
+    assert not _use_gstreamer(parse_source("rtsp://cam/s"), False)
+    assert _use_gstreamer(parse_source("rtsp://cam/s", "gst"), True)

@@ -56,7 +56,12 @@ def _torch_probs(bundle_path, paths):
 def test_auto_picks_int8_on_cpu_then_fp32(bundles):
     from edgeft.runtime import Classifier, candidates
 
-    assert [c[0] for c in candidates("cpu")][:3] == ["onnx-int8", "onnx", "onnx-folded"]
+    assert [c[0] for c in candidates("cpu")][:4] == [
+        "onnx-int8",
+        "openvino-int8",
+        "onnx",
+        "openvino",
+    ]
     with Classifier.load(bundles["full"]) as clf:
         assert (clf.backend, clf.device) == ("onnx-int8", "cpu")
         assert clf.describe()["providers"] == ["CPUExecutionProvider"]
