@@ -42,9 +42,9 @@ def test_eurosat_cpu_bench_agrees_with_the_export_records(eurosat_bundle_copy, t
     rows = {r["backend"]: r for r in report["ladder"]["rows"]}
     assert list(rows) == ["torch", "onnx", "onnx-int8"]
     assert rows["onnx"]["passed"] and rows["onnx"]["figures"]["agreement"] == 1.0
-    # FP32 within the scaled bound with room to spare (issue 14.9: an absolute 1e-4 was
-    # crossed by a correct model on an AVX-512 Intel CPU at 224 px)
-    assert rows["onnx"]["figures"]["max_scaled_diff"] < 1e-5
+    # FP32 within the scaled bound (issue 14.9: an absolute 1e-4 was crossed by a correct
+    # model on an AVX-512 Intel CPU at 224 px; CI's CPU measured 3.2e-5 here, this one 1e-6)
+    assert rows["onnx"]["figures"]["max_scaled_diff"] <= tolerance_for("fp32").max_scaled_diff
     assert report["ladder"]["reference"]["accuracy"] > 0.7  # a real model, 10 classes
     for name in ("onnx", "onnx-int8"):
         fig, rec = rows[name]["figures"], records[name]["parity"]

@@ -142,7 +142,9 @@ def test_the_table_owns_names_files_and_hints():
         formats.register(formats.get("onnx"))
     assert [c[0] for c in formats.candidates("cpu")] == [
         "onnx-int8",
+        "openvino-int8",
         "onnx",
+        "openvino",
         "onnx-folded",
         "torch",
     ]

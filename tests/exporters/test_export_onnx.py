@@ -86,7 +86,7 @@ def test_fold_normalize_gives_the_same_top1_on_0_1_input(eurosat_exported):
     from edgeft.preprocess import preprocess_batch
 
     bundle = Bundle.load(eurosat_exported)
-    rec = bundle.artifact("onnx-folded")
+    rec = bundle.artifact("onnx-folded").model_dump()
     assert rec["normalize_in_graph"] is True and rec["path"] == "model-folded.onnx"
     assert rec["parity"]["agreement"] == 1.0 and rec["parity"]["max_abs_diff"] <= 1e-4
     pp = bundle.preprocessing
