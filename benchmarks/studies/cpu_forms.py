@@ -41,6 +41,8 @@ EXPORTS = (
     ("openvino-int8 (NNCF, accuracy control when needed)", ["--format", "openvino-int8"]),
 )
 FORMS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
+#: variants that are no form of their own: (label, runner's form, artifact it reads)
+VARIANTS = (("openvino reading model-int8.onnx", "openvino", "onnx-int8"),)
 
 
 def export_all(bundle: Path) -> list[dict]:
@@ -77,6 +79,17 @@ def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
             runners[name].activate()
         else:
             print(f"{name}: not measured ({why})")
+    for label, form, artifact in VARIANTS:  # e.g. OpenVINO running edgeft's ORT Q/DQ file
+        if form in runners and artifact in b.manifest.artifacts:
+            runners[label] = formats.make_runner(
+                form,
+                b,
+                "cpu",
+                threads=1,
+                path=b.artifact_path(artifact),
+                record=b.artifact(artifact),
+            )
+            runners[label].activate()
     out = {n: run_batches(r, valid, 32, b.preprocessing) for n, r in runners.items()}
     rows = {n: compare(out["torch"], o, valid.targets, b.labels) for n, o in out.items()}
     lat = {n: {bs: [] for bs in batch_sizes} for n in runners}
@@ -131,11 +144,11 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"CPU: {res['cpu']['model']} ({', '.join(res['cpu']['isa'])}); load {load}")
     print(
-        f"{'form':16} {'acc':>7} {'drop':>6} {'agree':>7} {'b1 ms':>7} {'x':>5} {'b32 ms':>8} {'x':>5}"
+        f"{'form':34} {'acc':>7} {'drop':>6} {'agree':>7} {'b1 ms':>7} {'x':>5} {'b32 ms':>8} {'x':>5}"
     )
     for n, r in rows.items():
         print(
-            f"{n:16} {100 * r['accuracy']:6.2f}% {r['drop_pp']:+6.2f} {100 * r['agreement']:6.2f}% "
+            f"{n:34} {100 * r['accuracy']:6.2f}% {r['drop_pp']:+6.2f} {100 * r['agreement']:6.2f}% "
             f"{r['b1_ms']:7.2f} {r['b1_vs_ort_fp32'] or 0:5.2f} {r['b32_ms']:8.2f} {r['b32_vs_ort_fp32'] or 0:5.2f}"
         )
     return 0

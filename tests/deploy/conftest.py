@@ -4,7 +4,6 @@ environment set up like a Jetson's (system OpenCV with GStreamer, pip ONNX Runti
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 
@@ -56,12 +55,7 @@ def runtime_requirements() -> list[str]:
     uses JetPack's, built with GStreamer), read from pyproject.toml."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [*project["dependencies"], *project["optional-dependencies"]["runtime"]]
-    reqs = [r for r in reqs if not r.lower().startswith("opencv")]
-    # edgeft.manifest and edgeft.preprocess import pydantic; the base dependencies do not
-    # list it yet (reported to the lead): install it here until they do.
-    if not any(re.match(r"pydantic\b", r) for r in reqs):
-        reqs.append("pydantic>=2")
-    return reqs
+    return [r for r in reqs if not r.lower().startswith("opencv")]
 
 
 @pytest.fixture(scope="session")
