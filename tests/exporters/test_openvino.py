@@ -40,6 +40,22 @@ def test_ir_artifacts_are_recorded_with_both_files(ov_bundle):
     assert arts["openvino-int8"]["build"]["subset_size"] >= 1
 
 
+def test_int8_keeps_the_stem_in_float_and_quantizes_the_rest(ov_bundle):
+    """The first two convolutions read float activations; the next ones read FakeQuantize."""
+    import openvino as ov
+
+    build = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
+    model = ov.Core().read_model(str(ov_bundle / "model-int8-openvino.xml"))
+    convs = [
+        op
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution")
+    ]
+    feeds = [c.input_value(0).get_node().get_type_name() for c in convs]
+    assert len(build["build"]["float_stem"]) == 2
+    assert "FakeQuantize" not in feeds[:2] and feeds[2:] == ["FakeQuantize"] * (len(feeds) - 2)
+
+
 def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
     from edgeft.platform.cpu import cpu_isa
 
