@@ -55,8 +55,9 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     out = run_batches(runner, imgs, LADDER_BATCH, pp)
     output = getattr(runner, "output", "logits")
     figures = compare(ref_logits, out, imgs.targets, bundle.labels, output, imgs.paths)
-    # The tolerance the artifact passed at export, when this backend runs it at that precision
-    # (OpenVINO's bf16 mode runs the FP32 IR: FP32's tolerance is not its own).
+    # The tolerance the artifact passed at export, and the figures to compare with, when this
+    # backend runs it at that precision (OpenVINO's bf16 mode runs the FP32 IR: FP32's
+    # tolerance and parity are not its own).
     same = record is not None and record.precision == precision
     recorded = record.parity.get("tolerance") if same else None
     tol = backend_tolerance(name, precision, overrides, recorded)
@@ -68,7 +69,7 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
         tol,
         pp_source=pp_source,
         pp_differs=differs,
-        record=record.model_dump() if record is not None else None,
+        record=record.model_dump() if same else None,
         tolerance_from=tol_from,
     )
     target = Target(name, runner, imgs.head(LADDER_BATCH), imgs.paths, pp)

@@ -1,7 +1,10 @@
 """Which form to ship, from the measurements: the answer to "is INT8 worth it here?".
 
 For each batch size the bench timed, the recommendation is the fastest backend (median
-model-only latency) among those whose parity ladder rung passed, set against the FP32
+model-only latency) among those whose parity ladder rung passed -- where several are within
+:data:`NEAR_TIE` of the fastest, the most accurate of them (smallest accuracy drop, then
+highest agreement): a user gives up a few percent of latency for half a point of accuracy
+-- set against the FP32
 baseline (ONNX Runtime FP32 where it ran, else PyTorch FP32): its throughput gain, its
 accuracy drop and top-1 agreement, and which file and engine to ship. Every other backend
 gets the reason it lost: slower (by how much), outside tolerance (which), or it did not run.
@@ -12,6 +15,21 @@ from __future__ import annotations
 from edgeft import formats
 
 BASELINES = ("onnx", "torch")
+#: forms at most this much slower than the fastest count as equally fast
+NEAR_TIE = 1.10
+
+
+def _pick(ok: list[str], entries: dict, rows: dict) -> str:
+    fastest = min(entries[n]["model"]["p50_ms"] for n in ok)
+    tied = [n for n in ok if entries[n]["model"]["p50_ms"] <= fastest * NEAR_TIE]
+    return min(
+        tied,
+        key=lambda n: (
+            rows[n]["figures"]["accuracy_drop_pp"],
+            -rows[n]["figures"]["agreement"],
+            entries[n]["model"]["p50_ms"],
+        ),
+    )
 
 
 def _why_not(name: str, row: dict | None, entry: dict | None, best_ms: float) -> str:
@@ -20,6 +38,10 @@ def _why_not(name: str, row: dict | None, entry: dict | None, best_ms: float) ->
     if not row["passed"]:
         return "outside tolerance: " + "; ".join(row["breaches"])
     ms = entry["model"]["p50_ms"]
+    if ms < best_ms:
+        return (
+            f"as fast ({ms:.3g} ms) but less accurate: {row['figures']['accuracy_drop_pp']:+.2f} pp"
+        )
     return f"slower: {ms:.3g} ms, {ms / best_ms:.2f}x the best's latency"
 
 
@@ -43,7 +65,7 @@ def recommend(report: dict) -> list[dict]:
                 {"batch_size": bs, "best": None, "sentence": "no backend passed its parity check"}
             )
             continue
-        best = min(ok, key=lambda n: entries[n]["model"]["p50_ms"])
+        best = _pick(ok, entries, rows)
         base = next((b for b in BASELINES if b in entries and rows.get(b, {}).get("passed")), best)
         gain = entries[base]["model"]["p50_ms"] / entries[best]["model"]["p50_ms"]
         fig = rows[best]["figures"]

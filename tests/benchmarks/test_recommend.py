@@ -59,3 +59,36 @@ def test_without_a_passing_reduced_precision_the_baseline_is_shipped():
     assert b1["best"] == "onnx" and b1["baseline"] == "onnx"
     assert "the FP32 baseline is the fastest form within tolerance" in b1["sentence"]
     assert b1["others"]["onnx-int8"] == "outside tolerance: accuracy drop 2.00 pp > 1.00 pp"
+
+
+def test_a_near_tie_goes_to_the_more_accurate_form():
+    """The main job's figures on an AVX512-BF16 EPYC: bf16 2.67 ms at -1.00 pp, OpenVINO INT8
+    2.80 ms (5% slower) at -0.50 pp: within run-to-run noise, so the more accurate wins; at
+    batch 8 bf16 is 19% faster and wins."""
+    rep = _report()
+    rep["ladder"]["rows"] += [
+        {
+            "backend": "openvino-bf16",
+            "passed": True,
+            "breaches": [],
+            "figures": {"accuracy_drop_pp": 1.0, "agreement": 0.99},
+        },
+        {
+            "backend": "openvino-int8",
+            "passed": True,
+            "breaches": [],
+            "figures": {"accuracy_drop_pp": 0.5, "agreement": 0.99},
+        },
+    ]
+    rep["latency"] = [e for e in rep["latency"] if e["backend"] in ("torch", "onnx")]
+    for n, bs, ms in (
+        ("openvino-bf16", 1, 2.668),
+        ("openvino-int8", 1, 2.802),
+        ("openvino-bf16", 32, 11.0),
+        ("openvino-int8", 32, 13.5),
+    ):
+        rep["latency"].append({"backend": n, "batch_size": bs, "model": {"p50_ms": ms}})
+    b1, b32 = recommend(rep)
+    assert b1["best"] == "openvino-int8" and b32["best"] == "openvino-bf16"
+    assert b1["others"]["openvino-bf16"] == "as fast (2.67 ms) but less accurate: +1.00 pp"
+    assert b32["others"]["openvino-int8"].startswith("slower: 13.5 ms, 1.23x")
