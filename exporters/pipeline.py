@@ -101,7 +101,7 @@ def plan(opts: ExportOptions, bundle: Bundle, notes: list) -> list:
         for name in targets:
             if name in bundle.artifacts and (bundle.path / bundle.artifacts[name].path).is_file():
                 raise UserError(
-                    f"bundle {bundle.path} already has a {name} artifact "
+                    f"bundle {bundle.path} already has the {name} artifact "
                     f"({bundle.artifacts[name].path}): pass --force to replace it"
                 )
     needs_fp32 = any(formats.get(n).source == "onnx" for n in targets)

@@ -69,6 +69,6 @@ def test_two_int8_exports_at_once(tiny, tmp_path):
         lines = [ln for ln in refused.splitlines() if ln.startswith("edgeft:")]
         assert (
             lines[-1].startswith("edgeft: error:")
-            and "already has a onnx-int8 artifact" in lines[-1]
+            and "already has the onnx-int8 artifact" in lines[-1]
         )
     _every_file_recorded(b)
