@@ -46,33 +46,47 @@ VARIANTS = (("openvino reading model-int8.onnx", "openvino", "onnx-int8"),)
 
 
 def export_all(bundle: Path) -> list[dict]:
-    """Run each export on ``bundle`` (a copy), timing it."""
+    """Run each export on ``bundle`` (a copy), timing it. An INT8 form that breaks the
+    accuracy budget (exit 3) is made again with ``--no-check`` so that its speed and its
+    figures are still measured (recorded as ``"gate": "broken"``)."""
     done = []
     for what, args in EXPORTS:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgeft", "export", str(bundle), *args, "--quiet"],
-            capture_output=True,
-            text=True,
-        )
-        done.append(
-            {
-                "what": what,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "exit": proc.returncode,
-                "error": proc.stderr.strip()[-300:] or None,
-            }
-        )
-        print(done[-1], flush=True)
+        for attempt in (args, [*args, "--no-check"]):
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "edgeft",
+                    "export",
+                    str(bundle),
+                    *attempt,
+                    "--force",
+                    "--quiet",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            done.append(
+                {
+                    "what": what,
+                    "args": attempt,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "exit": proc.returncode,
+                    "gate": "broken" if proc.returncode == 3 else "kept",
+                    "error": proc.stderr.strip()[-600:] or None,
+                }
+            )
+            print(done[-1], flush=True)
+            if proc.returncode != 3:
+                break
     return done
 
 
-def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
-    """Accuracy and interleaved latency of every form that runs here."""
-    b = Bundle.load(bundle)
-    valid = load_labelled(bundle_valid_samples(b), b.labels, b.preprocessing)
+def _runners(b, names: list[str]) -> dict:
+    """Activated runners (1 thread) of the forms that run here, and the variants."""
     runners = {}
-    for name in FORMS:
+    for name in names:
         ok, why = formats.status(name, b, "cpu")
         if ok:
             runners[name] = formats.make_runner(name, b, "cpu", threads=1)
@@ -90,8 +104,20 @@ def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
                 record=b.artifact(artifact),
             )
             runners[label].activate()
+    return runners
+
+
+def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
+    """Accuracy, then -- with fresh runners, so that the accuracy pass leaves no state behind
+    -- interleaved latency of every form that runs here."""
+    b = Bundle.load(bundle)
+    valid = load_labelled(bundle_valid_samples(b), b.labels, b.preprocessing)
+    runners = _runners(b, list(FORMS))
     out = {n: run_batches(r, valid, 32, b.preprocessing) for n, r in runners.items()}
     rows = {n: compare(out["torch"], o, valid.targets, b.labels) for n, o in out.items()}
+    for r in runners.values():
+        r.deactivate()
+    runners = _runners(b, list(FORMS))
     lat = {n: {bs: [] for bs in batch_sizes} for n in runners}
     for _ in range(rounds):
         for bs in batch_sizes:
