@@ -88,6 +88,22 @@ def edgeft(*args, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def export_forms(bundle: Path) -> list[str]:
+    """ONNX FP32 and the OpenVINO FP32 IR, which must pass parity, then each INT8 form as
+    its own export: one that breaks the accuracy budget on this CPU (exit 3, its figures
+    printed) is not kept, and the bench measures and recommends among the forms that were.
+    Returns the INT8 forms not kept."""
+    edgeft("export", bundle, "--onnx", "--format", "openvino")
+    not_kept = []
+    for form, args in (("onnx-int8", ["--int8"]), ("openvino-int8", ["--format", "openvino-int8"])):
+        rc = edgeft("export", bundle, *args, check=False).returncode
+        if rc == 3:
+            not_kept.append(form)
+        elif rc != 0:
+            sys.exit(f"pipeline: `edgeft export {' '.join(args)}` failed with exit code {rc}")
+    return not_kept
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description="fine-tune -> predict -> export -> bench, on EuroSAT with MobileNetV2"
@@ -120,17 +136,7 @@ def main(argv=None) -> int:
     edgeft(*ft, *(["--weights", weights] if weights else []))
     samples = [sorted((data / c).glob("*.jpg"))[0] for c in ("Forest", "Highway", "SeaLake")]
     edgeft("predict", bundle, *samples)
-    # ONNX FP32 and the OpenVINO FP32 IR must pass parity. Each INT8 form is its own export:
-    # one that breaks the accuracy budget on this CPU (exit 3, with its figures printed) is
-    # not kept, and the bench below measures and recommends among the forms that were.
-    edgeft("export", bundle, "--onnx", "--format", "openvino")
-    not_kept = []
-    for form, args in (("onnx-int8", ["--int8"]), ("openvino-int8", ["--format", "openvino-int8"])):
-        rc = edgeft("export", bundle, *args, check=False).returncode
-        if rc == 3:
-            not_kept.append(form)
-        elif rc != 0:
-            sys.exit(f"pipeline: `edgeft export {' '.join(args)}` failed with exit code {rc}")
+    not_kept = export_forms(bundle)
     made = json.loads((bundle / "bundle.json").read_text())["artifacts"]
     forms = ["torch", *[f for f in FORMS if f in made or f == "openvino-bf16"]]
     bench = edgeft(
