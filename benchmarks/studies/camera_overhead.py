@@ -191,12 +191,14 @@ def _machine() -> dict:
     from edgeft.platform.cpu import describe_cpu
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    busy = load is not None and load[0] > 0.75 * (os.cpu_count() or 1) + 1
     return {
         "cpu": describe_cpu(),
         "arch": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "loadavg_at_start": load,
-        "note": "shared machine: timings are noisy; rerun on a quiet one",
+        # the study itself keeps about one core busy; more than that is someone else's work
+        "note": "busy machine: timings are noisy; rerun on a quiet one" if busy else "quiet",
     }
 
 
