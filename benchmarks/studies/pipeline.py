@@ -155,11 +155,11 @@ def main(argv=None) -> int:
         check=False,
     )
     print(f"\npipeline finished in {time.perf_counter() - t0:.0f} s")
-    print(
-        f"bundle: {bundle}  (bundle.json, weights.pt, model.onnx, model-int8.onnx, "
-        "model-openvino.xml/.bin, model-int8-openvino.xml/.bin, golden/, confusion_matrix.png, "
-        "training_curves.png)"
-    )
+    files = ["bundle.json", "weights.pt"]
+    for rec in made.values():
+        files += [rec["path"], *rec.get("extra_files", {})]
+    files += ["golden/", "confusion_matrix.png", "training_curves.png"]
+    print(f"bundle: {bundle}  ({', '.join(files)})")
     print(f"bench report: {out / 'bench'}  (report.md, report.json, *.png)")
     for form in not_kept:
         print(f"note: {form} broke the INT8 accuracy budget on this CPU and was not kept (above)")
