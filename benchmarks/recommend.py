@@ -1,12 +1,12 @@
 """Which form to ship, from the measurements: the answer to "is INT8 worth it here?".
 
 For each batch size the bench timed, the recommendation is the fastest backend (median
-model-only latency) among those whose parity ladder rung passed -- where several are within
+model-only latency) among those whose parity ladder rung passed; where several are within
 :data:`NEAR_TIE` of the fastest, the most accurate of them (smallest accuracy drop, then
-highest agreement): a user gives up a few percent of latency for half a point of accuracy
--- set against the FP32
-baseline (ONNX Runtime FP32 where it ran, else PyTorch FP32): its throughput gain, its
-accuracy drop and top-1 agreement, and which file and engine to ship. Every other backend
+highest agreement), since a user gives up a few percent of latency for half a point of
+accuracy. It is set against the FP32 baseline (ONNX Runtime FP32 where it ran, else PyTorch
+FP32): its throughput gain, its accuracy drop and top-1 agreement, and which file and
+engine to ship. Every other backend
 gets the reason it lost: slower (by how much), outside tolerance (which), or it did not run.
 """
 

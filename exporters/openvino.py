@@ -6,10 +6,12 @@ INT8: ``nncf.quantize`` on the OpenVINO model with the bundle's stratified calib
 correction on, and the network's stem -- its first two convolutions -- left in float
 (:data:`STEM_CONVS`). Why the stem: on the 224 px EuroSAT MobileNetV2 bundle, rounding the
 first convolution's output to 8 bits alone costs 3.0 pp of accuracy, while the same
-rounding after any deeper block costs nothing; all-INT8 NNCF lost 2.75 pp there, with the
-stem in float 0.5 pp at 99.0% agreement (NNCF's accuracy control, given the whole graph,
-reverts exactly these two convolutions, in 8.6 minutes). Two of 52 convolutions cost
-little speed. With a check
+rounding after any deeper block costs nothing; NNCF's accuracy control, given the whole
+graph, reverted exactly these two convolutions first. All-INT8 NNCF lost 2.75 pp there and
+1.5 to 2.25 pp at 128 px; with the stem in float 0.50 pp at 128 px (99.0% agreement) and
+1.50 pp at 224 px, where accuracy control then reverts one more layer (0.75 pp). The float
+stem costs speed: 0.80 -> 0.98 ms at batch 1, 33 -> 36 ms at batch 32 (128 px, 1 thread,
+AVX-512 VNNI EPYC). With a check
 (the default), the result is scored on the validation images; when it breaks the accuracy
 budget, ``nncf.quantize_with_accuracy_control`` reverts the layers that cost the most back
 to float until the drop fits (``--max-accuracy-drop``), measured on the labelled
