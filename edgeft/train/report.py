@@ -1,4 +1,4 @@
-"""What ``edgeft finetune`` prints: the class counts, the validation metrics."""
+"""What ``edgeft finetune`` prints: the class counts, the recipe, the validation metrics."""
 
 from __future__ import annotations
 
@@ -24,6 +24,32 @@ def print_counts(ds) -> None:
         )
     for note in getattr(ds, "notes", []):
         console().print(f"[yellow]{note}[/yellow]")
+    warning = small_valid_warning(sum(valid.values()))
+    if warning:
+        console().print(f"[yellow]{warning}[/yellow]")
+
+
+#: Below this many validation images one image is more than a point of accuracy.
+SMALL_VALID = 100
+
+
+def small_valid_warning(n_valid: int) -> str | None:
+    """One line when the validation split is too small to tell models apart, else None."""
+    if n_valid >= SMALL_VALID:
+        return None
+    from edgeft.metrics import wilson_interval
+
+    lo, hi = wilson_interval(round(0.9 * n_valid), n_valid) or (0.0, 1.0)
+    return (
+        f"small validation split: {n_valid} images, one image is {100 / n_valid:.1f} points of "
+        f"accuracy and a measured 90% could be anywhere in {100 * lo:.0f}-{100 * hi:.0f}% (95% "
+        "interval): models closer than that cannot be told apart; validate on more images "
+        "(--valid-pct, --valid-dir)"
+    )
+
+
+def _ci(ci) -> str:
+    return f" ({pct(ci[0])} - {pct(ci[1])})" if ci else ""
 
 
 def print_metrics(metrics: dict, labels: list[str]) -> None:
@@ -37,8 +63,11 @@ def print_metrics(metrics: dict, labels: list[str]) -> None:
     b = metrics.get("binary")
     if b:
         rows += [
-            [f"sensitivity ({b['positive']})", pct(b["sensitivity"])],
-            ["specificity", pct(b["specificity"])],
+            [
+                f"sensitivity ({b['positive']})",
+                pct(b["sensitivity"]) + _ci(b.get("sensitivity_ci95")),
+            ],
+            ["specificity", pct(b["specificity"]) + _ci(b.get("specificity_ci95"))],
             ["ROC AUC", "-" if b["roc_auc"] is None else f"{b['roc_auc']:.4f}"],
         ]
     console().print(table(f"Validation metrics ({metrics['n']} images)", ["metric", "value"], rows))
