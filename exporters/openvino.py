@@ -88,6 +88,12 @@ def stem_scope(model) -> list[str]:
     return [op.get_friendly_name() for op in convs[:STEM_CONVS]]
 
 
+def _set_batch(model, n: int) -> None:
+    """Reshape ``model``'s input to batch ``n`` (-1: dynamic), keeping the image shape."""
+    dims = [d.get_length() for d in list(model.input(0).get_partial_shape())[1:]]
+    model.reshape([n, *dims])
+
+
 def _compile_f32(model):
     """Compiled for the CPU in FP32 for the parts left in float: without the hint, a CPU with
     AMX or AVX512-BF16 runs them in bf16 and the score would measure bf16 too."""
@@ -125,6 +131,10 @@ def build_int8(req: BuildRequest) -> BuildResult:
     import openvino as ov
 
     model = ov.Core().read_model(str(req.source))
+    # NNCF feeds, scores and validates one image at a time: on a static batch of 1, since
+    # OpenVINO's CPU plugin can answer wrongly at batch 1 through a dynamic batch dimension
+    # (see edgeft.runners.openvino); the saved IR gets its dynamic batch back.
+    _set_batch(model, 1)
     calib = req.calibration()
     x = fold_input(calib.x, req.pp) if req.normalize_in_graph else calib.x
     calib_ds = nncf.Dataset([x[i : i + 1] for i in range(len(x))])
@@ -142,6 +152,7 @@ def build_int8(req: BuildRequest) -> BuildResult:
     if req.score is not None:
         quantized, info["accuracy_control"] = _fit(req, model, quantized, calib_ds, common)
     console().print(f"NNCF INT8 for OpenVINO: {time.perf_counter() - t0:.1f} s")
+    _set_batch(quantized, -1)
     result = _save(quantized, req)
     result.build = {"quantizer": "nncf.quantize (OpenVINO model)", **info}
     return result

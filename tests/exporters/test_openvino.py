@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.bench_support import tiny_bench_bundle
@@ -52,6 +53,7 @@ def test_int8_keeps_the_stem_in_float_and_quantizes_the_rest(ov_bundle):
         if op.get_type_name() in ("Convolution", "GroupConvolution")
     ]
     feeds = [c.input_value(0).get_node().get_type_name() for c in convs]
+    assert model.input(0).get_partial_shape()[0].is_dynamic  # any batch size
     assert len(build["build"]["float_stem"]) == 2
     assert "FakeQuantize" not in feeds[:2] and feeds[2:] == ["FakeQuantize"] * (len(feeds) - 2)
 
@@ -128,3 +130,33 @@ def test_nncf_with_no_calibration_images_is_one_line(ov_bundle, tmp_path):
     (empty / "readme.txt").write_text("nothing to calibrate with")
     proc = run_cli("export", b, "--format", "openvino-int8", "--force", "--calib-data", empty)
     assert_one_line_error(proc, 2, "no readable calibration image")
+
+
+@pytest.mark.parametrize("backend", ["openvino", "openvino-int8"])
+def test_runtime_and_camera_run_the_openvino_forms(ov_bundle, tmp_path, backend):
+    """The device runtime self-tests each form on the golden images, and `edgeft camera`
+    classifies a video of them with `edgeft predict`'s top-1."""
+    from PIL import Image
+
+    from edgeft.runtime import Classifier
+    from tests.camera_support import write_lossless_video
+
+    with Classifier.load(ov_bundle, backend=backend, device="cpu") as clf:
+        assert clf.backend == backend and clf.describe()["framework"] == "openvino"
+        result = clf.self_test()
+        assert result.passed and result.checked >= 1, result.detail
+    paths = sorted((ov_bundle / "golden").glob("*.png")) or sorted(
+        p for p in (ov_bundle / "golden").iterdir() if p.suffix.lower() in (".jpg", ".jpeg")
+    )
+    size = Image.open(paths[0]).size
+    frames = [np.asarray(Image.open(p).convert("RGB").resize(size)) for p in paths]
+    video = write_lossless_video(tmp_path / "golden.avi", frames)
+    cam = run_cli("camera", ov_bundle, "--source", video, "--backend", backend, "--top-k", "1")
+    assert cam.returncode == 0, cam.stderr[-2000:]
+    tops = [json.loads(ln)["top"][0]["label"] for ln in cam.stdout.splitlines()]
+    resized = [tmp_path / f"{i}.png" for i in range(len(frames))]
+    for f, p in zip(frames, resized, strict=True):
+        Image.fromarray(f).save(p)
+    pred = run_cli("predict", ov_bundle, *resized, "--backend", backend, "--json", "--top-k", "1")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    assert tops == [json.loads(ln)["top"][0]["label"] for ln in pred.stdout.splitlines()]
