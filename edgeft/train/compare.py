@@ -119,6 +119,7 @@ def run_one(spec: RunSpec, out: Path) -> dict:
         "binary": m.get("binary"),
         "curve": [h.get("accuracy") for h in tr["history"]],
         "train_seconds": tr["train_seconds"],
+        "batch_size": tr["batch_size"],
         "wall_seconds": time.perf_counter() - t0,
         "threads": tr["threads"],
         "trainable_params": tr["params"]["trainable"],

@@ -69,13 +69,22 @@ def timing(summary: dict) -> str:
     )
 
 
+def _batch(summary: dict) -> str:
+    """The batch size: as given, or ``auto (N)`` with what the runs chose."""
+    given = summary["options"]["batch_size"]
+    if given != "auto":
+        return str(given)
+    chosen = sorted({r.get("batch_size") for r in summary["runs"]} - {None})
+    return f"auto ({', '.join(map(str, chosen))})" if chosen else "auto"
+
+
 def markdown(summary: dict) -> str:
     opts = summary["options"]
     lines = [
         f"# edgeft compare: {summary['arch']} on {Path(summary['data']).name}",
         "",
         f"Budget: {opts['epochs']} epochs per run, input {opts['size'][0]}x{opts['size'][1]}, "
-        f"batch {opts['batch_size']}, LR {opts['lr']}, augmentation {opts['aug']}, split seed "
+        f"batch {_batch(summary)}, LR {opts['lr']}, augmentation {opts['aug']}, split seed "
         f"{opts['split_seed'] if opts['split_seed'] is not None else opts['seed']}, "
         f"{summary['repeats']} repeat(s) (seeds {opts['seed']}..{opts['seed'] + summary['repeats'] - 1}).",
         "",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeft.bundle import check_out_dir, write_bundle_dir
@@ -21,9 +21,10 @@ from edgeft.errors import UserError
 from edgeft.manifest import MANIFEST, SCHEMA, SCHEMA_VERSION, Manifest
 from edgeft.models.archs import get_arch
 from edgeft.preprocess import Preprocessing
+from edgeft.train import recipe as recipes
 from edgeft.train.distributed import World, one_line_failures, world
 from edgeft.train.options import FinetuneOptions, parse_lr, precision_problem
-from edgeft.train.report import print_counts, print_metrics
+from edgeft.train.report import print_counts, print_metrics, small_valid_warning
 from edgeft.train.strategy import frozen_eval
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "finetune", "parse_lr"]
@@ -64,6 +65,7 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
     discriminative = strategy.name == "discriminative"
     return {
         "strategy": strategy.label,
+        "recipe": run["recipe"].record(),
         "epochs": opts.epochs,
         "freeze_epochs": opts.freeze_epochs if discriminative else 0,
         "lr": run["lr"],
@@ -87,6 +89,10 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
         "device": run["device"],
         "threads": run["threads"],
         "precision": opts.precision,
+        "channels_last": opts.channels_last,
+        "label_smoothing": opts.label_smoothing,
+        "ema": opts.ema,
+        "warnings": [w for w in [small_valid_warning(len(ds.valid))] if w],
         "distributed": _distributed_record(opts, run, w),
         "pretrained": weights_src.to_dict() if weights_src else None,
         "data": {
@@ -139,6 +145,29 @@ def _scan(opts: FinetuneOptions):
     return ds, split_seed
 
 
+def _resolve(opts: FinetuneOptions, strategy, ds, w: World):
+    """The options with every ``auto`` recipe value chosen (printed on one line), and the
+    :class:`~edgeft.train.recipe.Recipe` that says why."""
+    frozen_phase = strategy.name == "discriminative"
+    recipe = recipes.choose(
+        opts.batch_size,
+        opts.epochs,
+        opts.freeze_epochs,
+        max(2, len(ds.train) // w.size),  # under a launcher: each process's share
+        len(ds.labels),
+        opts.size,
+        frozen_phase,
+    )
+    console().print(recipe.line(frozen_phase))
+    resolved = replace(
+        opts,
+        batch_size=recipe.batch_size.value,
+        epochs=recipe.epochs.value,
+        freeze_epochs=recipe.freeze_epochs.value,
+    )
+    return resolved, recipe
+
+
 def _check_precision(precision: str) -> None:
     if precision == "fp32":
         return
@@ -179,9 +208,11 @@ def finetune(opts: FinetuneOptions) -> FinetuneResult | None:
 
             weights_src = resolve_weights(opts.arch, opts.weights)
         pp = _preprocessing(opts, spec, weights_src)
+        opts, recipe = _resolve(opts, strategy, ds, w)
         run = training.train(opts, strategy, ds, pp, weights_src, w)
         if run is None:
             return None
+        run["recipe"] = recipe
         wall = time.perf_counter() - t_start
         rec = _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall, w)
         manifest = _manifest(opts, spec, ds, pp, rec, run)

@@ -10,6 +10,7 @@ from edgeft.errors import UserError
 from edgeft.models.archs import arch_names, get_arch, parse_head
 from edgeft.options import opt, parse_size
 from edgeft.preprocess import RESIZE_METHODS
+from edgeft.train.recipe import AUTO, parse_auto_int
 from edgeft.train.strategy import Strategy, parse_strategy
 
 AUG_PRESETS = ("default", "dihedral", "none")
@@ -68,14 +69,27 @@ class FinetuneOptions:
     arch: str = opt(help="Backbone: " + ", ".join(arch_names()) + ".")
     out: Path = opt(help="Bundle folder to write.")
     strategy: str = opt("discriminative", "head | discriminative | full | freeze:K | scratch.")
-    epochs: int = opt(4, "Epochs (after the frozen epochs for discriminative).")
-    freeze_epochs: int = opt(1, "Frozen-backbone epochs first (discriminative only).")
+    epochs: int | str = opt(
+        AUTO,
+        "Epochs (after the frozen epochs for discriminative), or auto: about 300 optimizer "
+        "steps in all, 3 to 12 epochs (recorded).",
+        parse=lambda v: parse_auto_int(v, "epochs", 1),
+    )
+    freeze_epochs: int | str = opt(
+        AUTO,
+        "Frozen-backbone epochs first (discriminative only), or auto: about 40 steps, 1 to 3.",
+        parse=lambda v: parse_auto_int(v, "freeze-epochs", 0),
+    )
     lr: float | str = opt(
         2e-3, "Learning rate, or 'auto' (fastai lr_find, valley; recorded).", parse=parse_lr
     )
     lr_mult: float = opt(100.0, "Discriminative: the head's LR over the first group's.")
     wd: float | None = opt(None, "Weight decay (L2, decoupled); default fastai's 0.01.")
-    batch_size: int = opt(64, "Batch size.")
+    batch_size: int | str = opt(
+        AUTO,
+        "Batch size, or auto: the largest of 64/32/16 leaving 40+ steps per epoch (recorded).",
+        parse=lambda v: parse_auto_int(v, "batch-size", 2),
+    )
     size: tuple[int, int] = opt((224, 224), "Input size: N or HxW.", parse=parse_size)
     resize: str = opt("crop", "crop (centred, fastai's default) or squish.")
     seed: int = opt(0, "Seed of the split, the head's init and the batches.")
@@ -106,6 +120,15 @@ class FinetuneOptions:
     dist_timeout: float = opt(
         600.0, "Under a launcher: seconds a process waits for the others before failing."
     )
+    channels_last: bool = opt(
+        True,
+        "Train in channels-last memory format (measured 1.3-1.8x faster steps on a 2-core "
+        "CPU; same model and numbers up to rounding).",
+    )
+    label_smoothing: float = opt(0.0, "Label smoothing of the loss (0: none).", hidden=True)
+    ema: float | None = opt(
+        None, "Exponential moving average of the weights, decay per step (none: off).", hidden=True
+    )
     # Yosinski et al.'s transfer protocol (used by ``edgeft compare --sweep-freeze``): keep
     # the pretrained weights of the first K body groups only and re-initialise the rest.
     keep_pretrained_groups: int | None = None
@@ -122,15 +145,12 @@ class FinetuneOptions:
         spec = get_arch(self.arch)
         strategy = parse_strategy(self.strategy, len(spec.groups))
         parse_head(self.head)
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, not {self.epochs}")
-        if self.freeze_epochs < 0:
-            raise UserError(f"--freeze-epochs must be 0 or more, not {self.freeze_epochs}")
+        self.epochs = parse_auto_int(self.epochs, "epochs", 1)
+        self.freeze_epochs = parse_auto_int(self.freeze_epochs, "freeze-epochs", 0)
+        self.batch_size = parse_auto_int(self.batch_size, "batch-size", 2)
         self.lr = parse_lr(self.lr)
         _finite("lr-mult", self.lr_mult, 1.0, allow_none=False)
         _finite("wd", self.wd, 0.0)
-        if self.batch_size < 2:
-            raise UserError(f"--batch-size must be at least 2, not {self.batch_size}")
         if min(self.size) < 16 or max(self.size) > 2048:
             raise UserError(f"--size must be between 16 and 2048 pixels, not {self.size}")
         for flag, value, choices in (
@@ -142,6 +162,10 @@ class FinetuneOptions:
         ):
             if value not in choices:
                 raise UserError(f"unknown --{flag} {value!r}: use one of {', '.join(choices)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise UserError(f"--ema must be a decay in (0, 1), not {self.ema}")
         self._validate_distributed()
         if self.workers < 0:
             raise UserError(f"--workers must be 0 or more, not {self.workers}")

@@ -22,7 +22,7 @@ import fastai.callback.schedule  # noqa: E402,F401  (patches Learner.fit_one_cyc
 import torch  # noqa: E402
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.learner import Learner  # noqa: E402
-from fastai.losses import CrossEntropyLossFlat  # noqa: E402
+from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat  # noqa: E402
 from fastai.metrics import accuracy, top_k_accuracy  # noqa: E402
 from fastai.torch_core import default_device, set_seed  # noqa: E402
 
@@ -40,10 +40,12 @@ from edgeft.train.callbacks import (  # noqa: E402
     FiniteCheck,
     FreezeEval,
     PhaseRecorder,
+    WeightAverage,
     add_precision,
 )
 from edgeft.train.distributed import World  # noqa: E402
 from edgeft.train.loaders import class_weights, make_dataloaders  # noqa: E402
+from edgeft.train.lrfind import full_lr_find, head_lr_find  # noqa: E402
 from edgeft.train.strategy import frozen_eval, run_strategy  # noqa: E402
 
 
@@ -61,6 +63,10 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
         reinit_groups(model, opts.arch, opts.keep_pretrained_groups)
     dls = make_dataloaders(ds, pp, opts.batch_size, opts.aug, opts.balance, opts.workers)
     weight = class_weights(ds) if opts.balance == "weights" else None
+    if opts.label_smoothing:
+        loss = LabelSmoothingCrossEntropyFlat(eps=opts.label_smoothing, weight=weight)
+    else:
+        loss = CrossEntropyLossFlat(weight=weight)
     metrics = [accuracy] + ([top_k_accuracy] if len(ds.labels) >= 5 else [])
     n_groups = len(layer_groups(model, opts.arch))
     n_eval = frozen_eval(strategy, n_groups)
@@ -68,10 +74,16 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
     cbs = [PhaseRecorder(phases, history), FiniteCheck(distributed.all_agree)]
     if n_eval:
         cbs.append(FreezeEval(group_modules(model, opts.arch)[:n_eval]))
+    if opts.channels_last:
+        from fastai.callback.channelslast import ChannelsLast
+
+        cbs.append(ChannelsLast())
+    if opts.ema is not None:
+        cbs.append(WeightAverage(opts.ema))
     learn = Learner(
         dls,
         model,
-        loss_func=CrossEntropyLossFlat(weight=weight),
+        loss_func=loss,
         metrics=metrics,
         splitter=lambda m: layer_groups(m, opts.arch),
         wd=opts.wd,
@@ -87,21 +99,17 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
     return learn, phases, history
 
 
-def _lr_find(learn, strategy) -> tuple[float, dict]:
+def _lr_find(learn, strategy, tmpdir: Path) -> tuple[float, dict]:
     """fastai's lr_find (valley) on the model as its first phase will see it (frozen body for
-    head/discriminative), like fastai's course recipe. One process only (options refuse it
-    under a launcher)."""
+    head/discriminative: on cached body features, :mod:`edgeft.train.lrfind`), like fastai's
+    course recipe. One process only (options refuse it under a launcher)."""
     if strategy.name in ("head", "discriminative"):
         learn.freeze()
-    elif strategy.name == "freeze":
-        learn.freeze_to(strategy.k)
-    t0 = time.perf_counter()
-    # lr_find drives the LR up until the loss explodes (and then restores the weights):
-    # no finite check during it.
-    with learn.no_bar(), learn.no_logging(), learn.removed_cbs(learn.finite_check):
-        sugg = learn.lr_find(show_plot=False)
-    lr = float(sugg.valley)
-    record = {"valley": lr, "seconds": time.perf_counter() - t0}
+        lr, record = head_lr_find(learn, tmpdir)
+    else:
+        if strategy.name == "freeze":
+            learn.freeze_to(strategy.k)
+        lr, record = full_lr_find(learn)
     console().print(f"lr_find chose {lr:.2e} (valley) in {record['seconds']:.0f} s")
     return lr, record
 
@@ -125,12 +133,12 @@ def evaluate(model, dl) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat(probs).numpy(), torch.cat(targets).numpy()
 
 
-def _fit(learn, opts, strategy, w: World, backend, records) -> tuple:
+def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path) -> tuple:
     """Train per ``strategy`` (in fastai's distributed context when there are peers);
     returns the LR used, its source, the lr_find record and the training seconds."""
     lr, lr_source, lr_find = opts.lr, "given", None
     if lr == "auto":
-        lr, lr_find = _lr_find(learn, strategy)
+        lr, lr_find = _lr_find(learn, strategy, tmpdir)
         lr_source = "lr_find"
         for record in records:  # lr_find's own fit is no phase of the training
             record.clear()
@@ -142,6 +150,11 @@ def _fit(learn, opts, strategy, w: World, backend, records) -> tuple:
             run_strategy(learn, strategy, opts.epochs, opts.freeze_epochs, lr, opts.lr_mult)
     except Diverged as exc:
         raise UserError(exc.line) from None
+    if opts.ema is not None:
+        learn.weight_average.apply()
+    # Back to the default memory format: the bundle's weights and the ONNX export see the
+    # model as it was built.
+    learn.model.to(memory_format=torch.contiguous_format)
     return lr, lr_source, lr_find, time.perf_counter() - t0
 
 
@@ -160,7 +173,7 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
                 opts, strategy, ds, pp, weights_src, Path(tmp), w
             )
             lr, lr_source, lr_find, train_seconds = _fit(
-                learn, opts, strategy, w, backend, (phases, history)
+                learn, opts, strategy, w, backend, (phases, history), Path(tmp)
             )
         if not w.main:
             return None

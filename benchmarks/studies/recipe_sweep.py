@@ -1,0 +1,269 @@
+"""Does edgeft's default recipe fit the data? The default against a small sweep, per dataset.
+
+For each dataset (real images from ``$EDGEFT_ASSETS/datasets``; every run on the same split
+with seed 0, MobileNetV2 with torchvision's ImageNet weights):
+
+- ``eurosat``: EuroSAT-200 (1,600 train / 400 valid, folder split), 128 px, default aug;
+- ``chest``: chest X-ray, 100 NORMAL + 100 PNEUMONIA drawn (seed 0) from ``val/`` to train,
+  all 784 of ``test/`` to validate, 224 px, ``--aug dihedral``, positive PNEUMONIA;
+- ``flowers``: flowers5, 50 images per class drawn (seed 0), folder split (40 + 10), 128 px;
+- ``imagenette``: Imagenette 100 per class to train, 50 per class to validate, 224 px;
+
+the runs are ``default`` (every recipe value auto), ``old-default`` (batch 64, 1 frozen +
+4 epochs, contiguous memory format: fastai's ``fine_tune(4, freeze_epochs=1)`` as
+edgeft ran it before), the sweep ``b{16,32,64}-e{5,10}-{head,disc}`` (total epochs; disc
+= 1 frozen + the rest), and measured ideas (``--variants``: label smoothing, EMA, frozen
+epochs, ``--lr auto``, bf16). Each run writes ``RESULTS/recipe_sweep/<dataset>/<run>.json``
+(accuracy, its 95% interval, sensitivity/specificity for chest, wall and training seconds,
+the recipe it ran); a rerun skips runs whose JSON exists, so the study resumes after an
+interruption. ``--report`` writes ``summary.md`` from whatever has run.
+
+Run: ``nice -n 10 python -m benchmarks.studies.recipe_sweep --datasets chest --runs
+default,old-default`` (``--runs sweep`` for the 12 sweep runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.studies import RESULTS
+from edgeft.atomic import write_json_atomic
+
+OUT = RESULTS / "recipe_sweep"
+IMAGE_EXT = (".jpg", ".jpeg", ".png")
+DATASETS = {
+    "eurosat": {"size": 128, "aug": "default"},
+    "chest": {"size": 224, "aug": "dihedral", "positive": "PNEUMONIA"},
+    "flowers": {"size": 128, "aug": "default"},
+    "imagenette": {"size": 224, "aug": "default"},
+}
+OLD_DEFAULT = {"batch_size": 64, "epochs": 4, "freeze_epochs": 1, "channels_last": False}
+VARIANTS = {
+    "ls0.1": {"label_smoothing": 0.1},
+    "ema": {"ema": 0.9},
+    "freeze1": {"freeze_epochs": 1},
+    "freeze2": {"freeze_epochs": 2},
+    "lr-auto": {"lr": "auto"},
+    "lr1e-3": {"lr": 1e-3},
+    "bf16": {"precision": "bf16"},
+    "no-channels-last": {"channels_last": False},
+}
+
+
+def sweep_runs() -> dict[str, dict]:
+    """The sweep: batch 16/32/64 x 5/10 epochs in all x head / discriminative (1 frozen)."""
+    runs = {}
+    for b in (16, 32, 64):
+        for total in (5, 10):
+            runs[f"b{b}-e{total}-head"] = {"batch_size": b, "epochs": total, "strategy": "head"}
+            runs[f"b{b}-e{total}-disc"] = {"batch_size": b, "epochs": total - 1, "freeze_epochs": 1}
+    return runs
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)
+
+
+def _csv(path: Path, rows: list[tuple[Path, str, str | None]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for p, label, split in rows:
+            w.writerow([str(p), label, split or ""])
+    return path
+
+
+def dataset(name: str, assets: Path, work: Path) -> dict:
+    """Where the dataset is (a folder or a CSV the study writes) and its fixed settings."""
+    root = assets / "datasets"
+    spec = dict(DATASETS[name])
+    rng = random.Random(0)
+    if name == "eurosat":
+        spec["data"] = root / "eurosat_rgb_200pc"
+    elif name == "imagenette":
+        spec["data"] = root / "imagenette_224_subset"
+    elif name == "chest":
+        base = root / "chest_xray_pneumonia_224"
+        rows = [
+            (p, c, "train")
+            for c in ("NORMAL", "PNEUMONIA")
+            for p in rng.sample(_files(base / "val" / c), 100)
+        ]
+        rows += [
+            (p, c, "valid") for c in ("NORMAL", "PNEUMONIA") for p in _files(base / "test" / c)
+        ]
+        spec["data"] = _csv(work / "chest_100_100.csv", rows)
+    elif name == "flowers":
+        base = root / "flowers5_128"
+        classes = sorted(d.name for d in base.iterdir() if d.is_dir())
+        rows = [(p, c, None) for c in classes for p in rng.sample(_files(base / c), 50)]
+        spec["data"] = _csv(work / "flowers5_50.csv", rows)
+    else:
+        raise SystemExit(f"unknown dataset {name!r}: {', '.join(DATASETS)}")
+    return spec
+
+
+def run_one(name: str, run: str, settings: dict, spec: dict, weights: str, out: Path) -> dict:
+    """Fine-tune one configuration and write its JSON (skipped when it exists)."""
+    from edgeft.train.finetune import FinetuneOptions, finetune
+
+    path = out / name / f"{run}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    kwargs = {"positive": spec.get("positive")} if spec.get("positive") else {}
+    with tempfile.TemporaryDirectory(prefix="recipe-sweep-") as tmp:
+        opts = FinetuneOptions(
+            data=spec["data"],
+            arch="mobilenet_v2",
+            out=Path(tmp) / "bundle",
+            size=(spec["size"], spec["size"]),
+            aug=spec["aug"],
+            weights=weights,
+            seed=0,
+            quiet=True,
+            **kwargs,
+            **settings,
+        )
+        t0 = time.perf_counter()
+        res = finetune(opts)
+        wall = time.perf_counter() - t0
+    m, tr = res.metrics, res.training
+    rec = {
+        "dataset": name,
+        "run": run,
+        "settings": {k: v for k, v in settings.items()},
+        "accuracy": m["accuracy"],
+        "accuracy_ci95": m.get("accuracy_ci95"),
+        "binary": m.get("binary"),
+        "n_train": tr["data"]["n_train"],
+        "n_valid": tr["data"]["n_valid"],
+        "strategy": tr["strategy"],
+        "batch_size": tr["batch_size"],
+        "epochs": tr["epochs"],
+        "freeze_epochs": tr["freeze_epochs"],
+        "lr": tr["lr"],
+        "lr_find": tr.get("lr_find"),
+        "recipe": tr["recipe"],
+        "curve": [h.get("accuracy") for h in tr["history"]],
+        "epoch_seconds": [round(h["seconds"], 1) for h in tr["history"]],
+        "train_seconds": tr["train_seconds"],
+        "wall_seconds": wall,
+        "threads": tr["threads"],
+        "loadavg_1min": os.getloadavg()[0],
+        "cpu": _cpu(),
+    }
+    write_json_atomic(path, rec)
+    return rec
+
+
+def _cpu() -> str:
+    from edgeft.platform.cpu import describe_cpu
+
+    return describe_cpu()
+
+
+def plan(names: list[str]) -> dict[str, dict]:
+    """Run name -> FinetuneOptions settings for ``--runs`` names (``sweep``: all 12)."""
+    runs: dict[str, dict] = {}
+    for n in names:
+        if n == "default":
+            runs[n] = {}
+        elif n == "old-default":
+            runs[n] = dict(OLD_DEFAULT)
+        elif n == "sweep":
+            runs.update(sweep_runs())
+        elif n in sweep_runs():
+            runs[n] = sweep_runs()[n]
+        elif n in VARIANTS:
+            runs[f"default+{n}"] = dict(VARIANTS[n])
+        else:
+            raise SystemExit(f"unknown run {n!r}")
+    return runs
+
+
+def _fmt_run(r: dict) -> str:
+    acc = f"{100 * r['accuracy']:.1f}"
+    ci = r.get("accuracy_ci95")
+    if ci:
+        acc += f" ({100 * ci[0]:.0f}-{100 * ci[1]:.0f})"
+    b = r.get("binary")
+    extra = ""
+    if b:
+        extra = f" | {100 * b['sensitivity']:.1f} | {100 * b['specificity']:.1f}"
+    recipe = f"b{r['batch_size']}, {r['freeze_epochs']}+{r['epochs']} ep, {r['strategy']}"
+    return f"| {r['run']} | {recipe} | {acc}{extra} | {r['wall_seconds']:.0f} |"
+
+
+def summary(out: Path) -> str:
+    """A table per dataset from the JSON files present, with the goal check."""
+    lines = ["# Recipe sweep: edgeft's default vs a small sweep (MobileNetV2, seed 0)", ""]
+    for name in DATASETS:
+        recs = [json.loads(p.read_text()) for p in sorted((out / name).glob("*.json"))]
+        if not recs:
+            lines += [f"## {name}: not run", ""]
+            continue
+        chest = any(r.get("binary") for r in recs)
+        head = "| run | recipe | accuracy % (95% CI) |" + (" sens. % | spec. % |" if chest else "")
+        lines += [f"## {name} ({recs[0]['n_train']} train / {recs[0]['n_valid']} valid)", ""]
+        lines += [head + " wall s |", "|---|---|---|" + ("---|---|" if chest else "") + "---|"]
+        lines += [_fmt_run(r) for r in sorted(recs, key=lambda r: -r["accuracy"])]
+        lines += ["", _verdict(recs), ""]
+    cpus = sorted({r["cpu"] for p in out.glob("*/*.json") for r in [json.loads(p.read_text())]})
+    lines.append("CPU: " + "; ".join(cpus) + " (2 cores, shared: wall times are noisy).")
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(recs: list[dict]) -> str:
+    by = {r["run"]: r for r in recs}
+    sweep = [by[k] for k in sweep_runs() if k in by]
+    if "default" not in by or not sweep:
+        return f"Sweep runs present: {len(sweep)} of 12; goal not checked."
+    d, best = by["default"], max(sweep, key=lambda r: r["accuracy"])
+    heads = [r["accuracy"] for r in sweep if r["strategy"] == "head"]
+    gap = 100 * (best["accuracy"] - d["accuracy"])
+    ok = gap <= 2 and (not heads or d["accuracy"] >= max(heads))
+    return (
+        f"Default {100 * d['accuracy']:.1f}% in {d['wall_seconds']:.0f} s; sweep best "
+        f"{best['run']} {100 * best['accuracy']:.1f}% in {best['wall_seconds']:.0f} s "
+        f"({len(sweep)} of 12 sweep runs); gap {gap:+.1f} pp; best head-only "
+        f"{100 * max(heads):.1f}%. Goal (within 2 pp of the best, not below head-only): "
+        + ("met" if ok else "NOT met")
+        if heads
+        else f"gap {gap:+.1f} pp (no head-only run yet)"
+    )
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="chest", help=f"comma-separated: {', '.join(DATASETS)}")
+    ap.add_argument("--runs", default="default,old-default", help="default, old-default, sweep, "
+                    "a sweep run name, or a variant: " + ", ".join(VARIANTS))  # fmt: skip
+    ap.add_argument("--assets", type=Path, default=Path(os.environ.get("EDGEFT_ASSETS", "")))
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "recipe_sweep")
+    ap.add_argument("--report", action="store_true", help="only write summary.md")
+    args = ap.parse_args(argv)
+    if not args.report:
+        weights = str(args.assets / "weights" / "mobilenet_v2-b0353104.pth")
+        for name in args.datasets.split(","):
+            spec = dataset(name, args.assets, args.work)
+            for run, settings in plan(args.runs.split(",")).items():
+                print(f"{name} {run} ...", flush=True)
+                r = run_one(name, run, settings, spec, weights, args.out)
+                print(f"  {_fmt_run(r)}", flush=True)
+    text = summary(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
