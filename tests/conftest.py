@@ -237,6 +237,7 @@ def eurosat_bundle(tmp_path_factory, hub_with_weights):
                 size=(64, 64),
                 epochs=1,
                 freeze_epochs=1,
+                batch_size=64,  # the distributed tests train with the same effective batch
                 quiet=True,
             )
         )

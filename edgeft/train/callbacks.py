@@ -190,33 +190,3 @@ def add_precision(learn, precision: str) -> None:
     """Mixed precision through fastai's callback (fp32: nothing to add)."""
     if precision in ("fp16", "bf16"):
         learn.add_cb(DeviceMixedPrecision(amp_mode=AMPMode(precision)))
-
-
-class WeightAverage(Callback):
-    """An exponential moving average of the weights (and BatchNorm statistics) over every
-    optimizer step of every phase, copied into the model when training ends
-    (``torch.optim.swa_utils.AveragedModel``, the EMA of timm's ``ModelEmaV2``)."""
-
-    order = Recorder.order + 3
-
-    def __init__(self, decay: float):
-        self.decay, self.avg = decay, None
-
-    def before_fit(self):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        if self.avg is None:  # one average across the frozen and the unfrozen phase
-            self.avg = AveragedModel(
-                self._model(), multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
-            )
-
-    def _model(self):
-        return getattr(self.learn.model, "module", self.learn.model)  # under DDP: the model
-
-    def after_step(self):
-        self.avg.update_parameters(self._model())
-
-    def apply(self) -> None:
-        """Copy the averaged weights into the learner's model (after the last phase)."""
-        if self.avg is not None:
-            self.learn.model.load_state_dict(self.avg.module.state_dict())

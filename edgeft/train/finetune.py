@@ -90,8 +90,6 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
         "threads": run["threads"],
         "precision": opts.precision,
         "channels_last": opts.channels_last,
-        "label_smoothing": opts.label_smoothing,
-        "ema": opts.ema,
         "warnings": [w for w in [small_valid_warning(len(ds.valid))] if w],
         "distributed": _distributed_record(opts, run, w),
         "pretrained": weights_src.to_dict() if weights_src else None,

@@ -3,9 +3,11 @@
 The range test runs on the model as its first phase will train it. With the body frozen
 (head, discriminative) only the head's input changes nothing from step to step but the
 augmentation, so the body's features of a few hundred augmented training images are
-computed once and the range test runs fastai's ``lr_find`` on the head alone over them:
-measured on a 2-core CPU, seconds instead of fastai's 147 s on EuroSAT-200 at 128 px
-(``benchmarks/studies/recipe_sweep.py`` records both, and the accuracy each LR reaches).
+computed once and the range test runs fastai's ``lr_find`` on the head alone over them.
+Measured on EuroSAT-200 at 128 px, MobileNetV2, 2-core EPYC (``recipe_sweep.py``, variants
+``lr-auto`` and ``lr-auto-fastai``): 5.0 s against 26.9 s for fastai's ``lr_find`` on the
+same frozen model (and 147 s for the old batch-64 recipe on a 2-core Xeon), valley
+1.0e-3 against 8.3e-4, and the same final accuracy (93.75%) from either LR.
 Strategies that train body groups from the start use fastai's ``lr_find`` on the whole
 model, as before.
 

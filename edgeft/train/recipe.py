@@ -14,8 +14,9 @@ schedule length from the dataset size) the auto values here count optimizer step
   training before the body unfreezes, at most :data:`MAX_FROZEN` (fastai's ``fine_tune``
   uses 1 epoch, which on 200 images is a dozen steps of an untrained head).
 
-The constants were set from measurements on four small datasets
-(``benchmarks/studies/recipe_sweep.py``). Every value the user gives wins; the others are
+The constants are a BiT-like a-priori choice, checked against a sweep of batch size x
+epochs x strategy on small datasets (``benchmarks/studies/recipe_sweep.py``, results in the
+README's fine-tuning section). Every value the user gives wins; the others are
 then chosen around it (a given batch size sets the steps per epoch the epochs count from).
 The number of classes does not enter the rule (the measurements gave it no say); it is
 recorded with the choice. Pure Python: no torch.

@@ -22,7 +22,7 @@ import fastai.callback.schedule  # noqa: E402,F401  (patches Learner.fit_one_cyc
 import torch  # noqa: E402
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.learner import Learner  # noqa: E402
-from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat  # noqa: E402
+from fastai.losses import CrossEntropyLossFlat  # noqa: E402
 from fastai.metrics import accuracy, top_k_accuracy  # noqa: E402
 from fastai.torch_core import default_device, set_seed  # noqa: E402
 
@@ -40,7 +40,6 @@ from edgeft.train.callbacks import (  # noqa: E402
     FiniteCheck,
     FreezeEval,
     PhaseRecorder,
-    WeightAverage,
     add_precision,
 )
 from edgeft.train.distributed import World  # noqa: E402
@@ -63,10 +62,6 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
         reinit_groups(model, opts.arch, opts.keep_pretrained_groups)
     dls = make_dataloaders(ds, pp, opts.batch_size, opts.aug, opts.balance, opts.workers)
     weight = class_weights(ds) if opts.balance == "weights" else None
-    if opts.label_smoothing:
-        loss = LabelSmoothingCrossEntropyFlat(eps=opts.label_smoothing, weight=weight)
-    else:
-        loss = CrossEntropyLossFlat(weight=weight)
     metrics = [accuracy] + ([top_k_accuracy] if len(ds.labels) >= 5 else [])
     n_groups = len(layer_groups(model, opts.arch))
     n_eval = frozen_eval(strategy, n_groups)
@@ -78,12 +73,10 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
         from fastai.callback.channelslast import ChannelsLast
 
         cbs.append(ChannelsLast())
-    if opts.ema is not None:
-        cbs.append(WeightAverage(opts.ema))
     learn = Learner(
         dls,
         model,
-        loss_func=loss,
+        loss_func=CrossEntropyLossFlat(weight=weight),
         metrics=metrics,
         splitter=lambda m: layer_groups(m, opts.arch),
         wd=opts.wd,
@@ -150,11 +143,6 @@ def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path) -> tup
             run_strategy(learn, strategy, opts.epochs, opts.freeze_epochs, lr, opts.lr_mult)
     except Diverged as exc:
         raise UserError(exc.line) from None
-    if opts.ema is not None:
-        learn.weight_average.apply()
-    # Back to the default memory format: the bundle's weights and the ONNX export see the
-    # model as it was built.
-    learn.model.to(memory_format=torch.contiguous_format)
     return lr, lr_source, lr_find, time.perf_counter() - t0
 
 
@@ -183,7 +171,9 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
         ]
         wd = learn.wd if learn.wd is not None else learn.opt.hypers[0].get("wd")
         bs = learn.dls.train.bs
-    model = learn.model.eval().cpu()
+    # Back to the default memory format (after the validation pass, which channels-last
+    # makes faster too): the bundle's weights and the ONNX export see the model as built.
+    model = learn.model.eval().cpu().to(memory_format=torch.contiguous_format)
     return {
         "model": model,
         "lr": lr,
