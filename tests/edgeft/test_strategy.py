@@ -113,15 +113,20 @@ def test_bad_strategy(bad):
         parse_strategy(bad)
 
 
-def test_lr_auto_runs_lr_find_and_records_the_choice(tmp_path):
+@pytest.mark.parametrize(
+    "strategy,method",
+    [("full", "fastai lr_find"), ("discriminative", "head over cached body features")],
+)
+def test_lr_auto_runs_lr_find_and_records_the_choice(tmp_path, strategy, method):
     data = make_color_dataset(tmp_path / "data", n_per_class=12, size=32)
     res = finetune(
         FinetuneOptions(
             data=data,
             arch="resnet18",
             out=tmp_path / "b",
-            strategy="full",
+            strategy=strategy,
             epochs=1,
+            freeze_epochs=1,
             size=(32, 32),
             batch_size=8,
             quiet=True,
@@ -131,4 +136,8 @@ def test_lr_auto_runs_lr_find_and_records_the_choice(tmp_path):
     )
     rec = res.training
     assert rec["lr_source"] == "lr_find" and rec["lr"] == rec["lr_find"]["valley"] > 0
+    assert rec["lr_find"]["method"] == method
+    if strategy == "discriminative":  # the range test ran on the head, over cached features
+        assert 0 < rec["lr_find"]["images"] <= 512 and rec["lr_find"]["steps"] == 100
+    # the first phase trains the head (the last group) at the LR lr_find chose
     assert rec["phases"][0]["lr_per_group"][-1] == pytest.approx(rec["lr"], rel=1e-3)
