@@ -110,9 +110,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "eurosat")
     ap.add_argument("--size", type=int, default=128, help="input size (EuroSAT tiles are 64 px)")
-    ap.add_argument(
-        "--epochs", default="auto", help="epochs after the frozen phase (default: edgeft's recipe)"
-    )
+    ap.add_argument("--epochs", default="auto", help="epochs after the frozen phase, or auto")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = args.out.resolve()

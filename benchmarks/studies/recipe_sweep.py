@@ -118,6 +118,15 @@ def dataset(name: str, assets: Path, work: Path) -> dict:
     return spec
 
 
+def _use_fastai_lr_find() -> None:
+    """From now on in this process, ``--lr auto`` runs the range test fastai's course runs
+    (the whole frozen model, 100 batches), to compare its cost and its LR with the
+    cached-feature test edgeft runs."""
+    import edgeft.train.training as training
+
+    training.head_lr_find = lambda learn, _tmp: training.full_lr_find(learn)
+
+
 def run_one(
     name: str, run: str, settings: dict, spec: dict, weights: str, out: Path, seed: int = 0
 ) -> dict:
@@ -131,11 +140,7 @@ def run_one(
         return json.loads(path.read_text())
     settings = dict(settings)
     if settings.pop("lr_find", None) == "fastai":
-        import edgeft.train.training as training
-
-        # the range test fastai's course runs (the whole frozen model, 100 batches), to
-        # compare its cost and its LR with the cached-feature test edgeft runs
-        training.head_lr_find = lambda learn, _tmp: training.full_lr_find(learn)
+        _use_fastai_lr_find()
     kwargs = {"positive": spec.get("positive")} if spec.get("positive") else {}
     with tempfile.TemporaryDirectory(prefix="recipe-sweep-") as tmp:
         opts = FinetuneOptions(

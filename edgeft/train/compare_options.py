@@ -59,7 +59,7 @@ class CompareOptions:
         "Also the freeze sweep: K = 0..G pretrained groups, frozen vs fine-tuned (Yosinski et al.).",
     )
     freeze_epochs: int = same_as(
-        _F, "freeze_epochs", 1, help="Frozen epochs of discriminative, within --epochs."
+        _F, "freeze_epochs", 1, help="Frozen epochs of discriminative, within --epochs (auto: 1)."
     )
     lr: float | str = same_as(
         _F, "lr", help="Learning rate (or 'auto'), the same for every strategy."
@@ -93,14 +93,10 @@ class CompareOptions:
 
     def validate(self) -> None:
         self.base.validate()
-        for flag, value in (
-            ("epochs", self.base.epochs),
-            ("freeze-epochs", self.base.freeze_epochs),
-        ):
-            if value == "auto":  # one budget for every strategy, stated up front
-                raise UserError(
-                    f"edgeft compare trains every run the same: give --{flag} N, not auto"
-                )
+        if self.base.epochs == "auto":  # one budget for every strategy, stated up front
+            raise UserError("edgeft compare trains every run the same: give --epochs N, not auto")
+        if self.base.freeze_epochs == "auto":  # e.g. a library caller's FinetuneOptions
+            self.base.freeze_epochs = 1  # compare's own default
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, not {self.jobs}")
         if self.threads is not None and self.threads < 1:

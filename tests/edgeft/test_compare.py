@@ -217,3 +217,14 @@ def test_sweep_finding_is_grounded_in_the_numbers():
     tuned[3] = row(3, 0.85)  # freezing wins at K=3
     text = sweep_finding({"groups": 4, "variants": {"frozen": frozen, "fine-tuned": tuned}})
     assert "fine-tuning beats freezing at K=[1, 2, 4], not at K=[3]" in text
+
+
+def test_auto_epochs_are_refused_and_auto_frozen_epochs_mean_one(tmp_path):
+    data = make_color_dataset(tmp_path / "d", n_per_class=4, size=32)
+    base = _base(data, tmp_path)
+    base.epochs = "auto"
+    with pytest.raises(UserError, match="give --epochs N, not auto"):
+        CompareOptions(base=base).validate()
+    co = CompareOptions(base=_base(data, tmp_path, freeze_epochs="auto"))
+    co.validate()
+    assert co.base.freeze_epochs == 1
