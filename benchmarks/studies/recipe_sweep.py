@@ -1,19 +1,22 @@
 """Does edgeft's default recipe fit the data? The default against a small sweep, per dataset.
 
-For each dataset (real images from ``$EDGEFT_ASSETS/datasets``; every run on the same split
-with seed 0, MobileNetV2 with torchvision's ImageNet weights):
+For each dataset (real images from ``$EDGEFT_ASSETS/datasets``; every run on the same split,
+split seed 0, training seed 0 unless ``--seeds`` adds others; MobileNetV2 with torchvision's
+ImageNet weights):
 
-- ``eurosat``: EuroSAT-200 (1,600 train / 400 valid, folder split), 128 px, default aug;
+- ``eurosat``: EuroSAT-200, edgeft's stratified 20% split (1,600 train / 400 valid), 128 px;
 - ``chest``: chest X-ray, 100 NORMAL + 100 PNEUMONIA drawn (seed 0) from ``val/`` to train,
   all 784 of ``test/`` to validate, 224 px, ``--aug dihedral``, positive PNEUMONIA;
-- ``flowers``: flowers5, 50 images per class drawn (seed 0), folder split (40 + 10), 128 px;
+- ``flowers``: flowers5, 50 images per class drawn (seed 0), stratified 20% split
+  (200 + 50), 128 px;
 - ``imagenette``: Imagenette 100 per class to train, 50 per class to validate, 224 px;
 
 the runs are ``default`` (every recipe value auto), ``old-default`` (batch 64, 1 frozen +
 4 epochs, contiguous memory format: fastai's ``fine_tune(4, freeze_epochs=1)`` as
 edgeft ran it before), the sweep ``b{16,32,64}-e{5,10}-{head,disc}`` (total epochs; disc
-= 1 frozen + the rest), and measured ideas (``--variants``: label smoothing, EMA, frozen
-epochs, ``--lr auto``, bf16). Each run writes ``RESULTS/recipe_sweep/<dataset>/<run>.json``
+= 1 frozen + the rest), and measured ideas (``default+NAME`` for a NAME of
+:data:`VARIANTS`: LR ratio, frozen and total epochs, ``--lr auto`` with either range
+test, bf16, contiguous memory). Each run writes ``RESULTS/recipe_sweep/<dataset>/<run>.json``
 (accuracy, its 95% interval, sensitivity/specificity for chest, wall and training seconds,
 the recipe it ran); a rerun skips runs whose JSON exists, so the study resumes after an
 interruption. ``--report`` writes ``summary.md`` from whatever has run.
