@@ -58,6 +58,27 @@ def test_int8_keeps_the_stem_in_float_and_quantizes_the_rest(ov_bundle):
     assert "FakeQuantize" not in feeds[:2] and feeds[2:] == ["FakeQuantize"] * (len(feeds) - 2)
 
 
+def test_the_cpu_plugin_runs_every_quantized_convolution_in_int8(ov_bundle):
+    """FakeQuantize in the graph is not enough: an IR read from ONNX with ``read_model`` had
+    the depthwise weights' FakeQuantize behind a ``Reshape``, and the plugin ran those 17
+    convolutions in f32. What runs is read back from the compiled model."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(ov_bundle / "model-int8-openvino.xml"))
+    model.reshape([1, *[d.get_length() for d in list(model.input(0).get_partial_shape())[1:]]])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    precision = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            precision[op.get_friendly_name()] = info["runtimePrecision"].astype(str)
+    stem = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
+    stem = stem["build"]["float_stem"]
+    in_float = sorted(n for n, p in precision.items() if p not in ("u8", "i8"))
+    assert len(precision) == 52, precision  # MobileNetV2: 35 convolutions + 17 depthwise
+    assert in_float == sorted(stem), in_float
+
+
 def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
     from edgeft.platform.cpu import cpu_isa
 
