@@ -111,6 +111,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "eurosat")
     ap.add_argument("--size", type=int, default=128, help="input size (EuroSAT tiles are 64 px)")
     ap.add_argument("--epochs", default="auto", help="epochs after the frozen phase, or auto")
+    # Satellite tiles have no "up": the 8 rotations and flips fit them, and on this split
+    # they lift the auto recipe from 95.00% to 96.42% (mean of 3 training seeds,
+    # benchmarks/results/recipe_sweep/eurosat).
+    ap.add_argument("--aug", default="dihedral", help="edgeft finetune --aug (default dihedral)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = args.out.resolve()
@@ -129,6 +133,8 @@ def main(argv=None) -> int:
         args.size,
         "--epochs",
         args.epochs,
+        "--aug",
+        args.aug,
         "--out",
         bundle,
         "--force",

@@ -16,7 +16,9 @@ the runs are ``default`` (every recipe value auto), ``old-default`` (batch 64, 1
 edgeft ran it before), the sweep ``b{16,32,64}-e{5,10}-{head,disc}`` (total epochs; disc
 = 1 frozen + the rest), and measured ideas (``default+NAME`` for a NAME of
 :data:`VARIANTS`: LR ratio, frozen and total epochs, ``--lr auto`` with either range
-test, bf16, contiguous memory). Each run writes ``RESULTS/recipe_sweep/<dataset>/<run>.json``
+test, bf16, contiguous memory, the dihedral augmentation; ``old-default+NAME`` applies one
+to the old default). With several ``--seeds`` the runs take turns seed by seed, so runs
+compared in one invocation share the machine's state. Each run writes ``RESULTS/recipe_sweep/<dataset>/<run>.json``
 (accuracy, its 95% interval, sensitivity/specificity for chest, wall and training seconds,
 the recipe it ran); a rerun skips runs whose JSON exists, so the study resumes after an
 interruption. ``--report`` writes ``summary.md`` from whatever has run.
@@ -64,6 +66,8 @@ VARIANTS = {
     "lrmult10": {"lr_mult": 10.0},
     "lr4e-3": {"lr": 4e-3},
     "e10-lrmult10": {"epochs": 9, "freeze_epochs": 1, "lr_mult": 10.0},
+    # satellite tiles and fundus photos have no "up": the 8 rotations/flips, no colour change
+    "dihedral": {"aug": "dihedral"},
 }
 
 
@@ -144,6 +148,7 @@ def run_one(
     settings = dict(settings)
     if settings.pop("lr_find", None) == "fastai":
         _use_fastai_lr_find()
+    aug = settings.pop("aug", spec["aug"])
     kwargs = {"positive": spec.get("positive")} if spec.get("positive") else {}
     with tempfile.TemporaryDirectory(prefix="recipe-sweep-") as tmp:
         opts = FinetuneOptions(
@@ -151,7 +156,7 @@ def run_one(
             arch="mobilenet_v2",
             out=Path(tmp) / "bundle",
             size=(spec["size"], spec["size"]),
-            aug=spec["aug"],
+            aug=aug,
             weights=weights,
             seed=seed,
             split_seed=0,  # one split for every run and seed
@@ -168,6 +173,7 @@ def run_one(
         "run": run,
         "seed": seed,
         "settings": {k: v for k, v in settings.items()},
+        "aug": aug,
         "accuracy": m["accuracy"],
         "accuracy_ci95": m.get("accuracy_ci95"),
         "binary": m.get("binary"),
@@ -206,6 +212,8 @@ def plan(names: list[str]) -> dict[str, dict]:
             runs[n] = {}
         elif n == "old-default":
             runs[n] = dict(OLD_DEFAULT)
+        elif n.startswith("old-default+") and n.split("+", 1)[1] in VARIANTS:
+            runs[n] = {**OLD_DEFAULT, **VARIANTS[n.split("+", 1)[1]]}
         elif n == "sweep":
             runs.update(sweep_runs())
         elif n in sweep_runs():
@@ -295,7 +303,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="chest", help=f"comma-separated: {', '.join(DATASETS)}")
     ap.add_argument("--runs", default="default,old-default", help="default, old-default, sweep, "
-                    "a sweep run name, or a variant: " + ", ".join(VARIANTS))  # fmt: skip
+                    "a sweep run name, a variant, or old-default+variant: " + ", ".join(VARIANTS))  # fmt: skip
     ap.add_argument("--assets", type=Path, default=Path(os.environ.get("EDGEFT_ASSETS", "")))
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "recipe_sweep")
@@ -306,8 +314,9 @@ def main(argv=None) -> None:
         weights = str(args.assets / "weights" / "mobilenet_v2-b0353104.pth")
         for name in args.datasets.split(","):
             spec = dataset(name, args.assets, args.work)
-            for run, settings in plan(args.runs.split(",")).items():
-                for seed in (int(s) for s in args.seeds.split(",")):
+            # seed by seed, every run once per seed: runs compared take turns on the machine
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for run, settings in plan(args.runs.split(",")).items():
                     print(f"{name} {run} seed {seed} ...", flush=True)
                     r = run_one(name, run, settings, spec, weights, args.out, seed)
                     print(f"  {_fmt_run(r)}", flush=True)
