@@ -105,6 +105,24 @@ def test_calibration_methods_give_different_ranges(int8_bundle, calib_x, monkeyp
     assert not np.allclose(width["entropy"], width["percentile"])
 
 
+def test_calibrating_in_chunks_keeps_the_ranges(int8_bundle, calib_x, monkeypatch):
+    """Chunks bound the calibrator's memory (it holds every intermediate tensor of one
+    call's images): MinMax ranges are the same, Percentile's within two histogram bins."""
+    from exporters import ort_int8
+
+    monkeypatch.setattr(ort_int8, "HIST_BINS", 256)
+    path = int8_bundle / "model.onnx"
+    assert len(calib_x) >= 32
+    extremes = ort_int8.calibrate(path, calib_x, "minmax", chunk=len(calib_x))
+    assert ort_int8.calibrate(path, calib_x, "minmax", chunk=8) == extremes
+    whole = ort_int8.calibrate(path, calib_x, "percentile", chunk=len(calib_x))
+    parts = ort_int8.calibrate(path, calib_x, "percentile", chunk=8)
+    assert whole.keys() == parts.keys()
+    for name, (lo, hi) in whole.items():
+        bin_width = 2 * max(abs(v) for v in extremes[name]) / 256  # the whole histogram's
+        assert np.allclose(parts[name], [lo, hi], rtol=0, atol=2 * bin_width), name
+
+
 def test_keep_float_runs_the_node_in_float_where_nodes_to_exclude_does_not(int8_bundle, calib_x):
     """ONNX Runtime re-quantizes an 'excluded' Conv between Q/DQ pairs; keep_float really
     keeps it in float, and with every layer kept the model matches FP32 again (the Clip
