@@ -49,7 +49,9 @@ def _ship(name: str) -> str:
     if name not in formats.FORMATS:  # a backend named in another edgeft's report
         return name
     fmt = formats.get(name)
-    what = fmt.file or "the bundle's weights"
+    # a runtime mode (openvino-bf16) ships the file of the artifact it runs
+    source = formats.get(fmt.artifact) if fmt.artifact else fmt
+    what = source.file or "the bundle's weights"
     return f"{what} with {fmt.engine}"
 
 

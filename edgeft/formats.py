@@ -229,6 +229,20 @@ for _row in (
         auto=(("cpu", "cpu", 15),),
         options={"precision_hint": "f32"},
     ),
+    # The same INT8 IR with its float parts (the stem NNCF leaves in float, reorders, the
+    # head) in bf16 where the CPU has native bf16: those parts dominate at large batches.
+    Format(
+        "openvino-int8-bf16",
+        "int8",
+        "edgeft.runners.openvino:OpenVinoRunner",
+        ("cpu",),
+        artifact="openvino-int8",
+        engine="OpenVINO (INT8 IR, its float layers with the bf16 inference hint)",
+        needs=_OV,
+        install=_OV_INSTALL,
+        export="--format openvino-int8",
+        options={"precision_hint": "bf16"},
+    ),
     Format(
         "trt-fp16",
         "fp16",

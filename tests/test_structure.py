@@ -18,7 +18,9 @@ PACKAGES = ("edgeft", "exporters", "benchmarks", "deploy")
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 60
 # path or "path:function" -> why it may be longer (one line each).
-ALLOWED: dict[str, str] = {}
+ALLOWED: dict[str, str] = {
+    "edgeft/formats.py": "the one formats table: a new form is a row here (13 rows), by design",
+}
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:

@@ -40,7 +40,15 @@ EXPORTS = (
     ("openvino (IR)", ["--format", "openvino"]),
     ("openvino-int8 (NNCF, accuracy control when needed)", ["--format", "openvino-int8"]),
 )
-FORMS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
+FORMS = (
+    "torch",
+    "onnx",
+    "onnx-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
+    "openvino-int8-bf16",
+)
 #: variants that are no form of their own: (label, runner's form, artifact it reads)
 VARIANTS = (("openvino reading model-int8.onnx", "openvino", "onnx-int8"),)
 

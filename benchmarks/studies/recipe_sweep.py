@@ -167,13 +167,16 @@ def run_one(
         t0 = time.perf_counter()
         res = finetune(opts)
         wall = time.perf_counter() - t0
+    rec = {"dataset": name, "run": run, "seed": seed, "settings": settings, "aug": aug}
+    rec.update(_figures(res, wall))
+    write_json_atomic(path, rec)
+    return rec
+
+
+def _figures(res, wall: float) -> dict:
+    """What a run's JSON records of its fine-tune."""
     m, tr = res.metrics, res.training
-    rec = {
-        "dataset": name,
-        "run": run,
-        "seed": seed,
-        "settings": {k: v for k, v in settings.items()},
-        "aug": aug,
+    return {
         "accuracy": m["accuracy"],
         "accuracy_ci95": m.get("accuracy_ci95"),
         "binary": m.get("binary"),
@@ -194,8 +197,6 @@ def run_one(
         "loadavg_1min": os.getloadavg()[0],
         "cpu": _cpu(),
     }
-    write_json_atomic(path, rec)
-    return rec
 
 
 def _cpu() -> str:

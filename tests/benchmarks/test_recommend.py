@@ -92,3 +92,5 @@ def test_a_near_tie_goes_to_the_more_accurate_form():
     assert b1["best"] == "openvino-int8" and b32["best"] == "openvino-bf16"
     assert b1["others"]["openvino-bf16"] == "as fast (2.67 ms) but less accurate: +1.00 pp"
     assert b32["others"]["openvino-int8"].startswith("slower: 13.5 ms, 1.23x")
+    # a runtime mode ships the file of the artifact it runs, with its hint named
+    assert b32["ship"] == "model-openvino.xml with OpenVINO (bf16 inference hint on the FP32 IR)"

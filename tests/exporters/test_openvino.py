@@ -87,7 +87,7 @@ def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
         "bench",
         ov_bundle,
         "--backends",
-        "torch,onnx,openvino,openvino-bf16,openvino-int8",
+        "torch,onnx,openvino,openvino-bf16,openvino-int8,openvino-int8-bf16",
         "--batch-sizes",
         "1",
         "--runs",
@@ -110,7 +110,8 @@ def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
     report = json.loads((out / "report.json").read_text())
     status = {b["name"]: b["status"] for b in report["backends"]}
     assert status["openvino"] == status["openvino-int8"] == "ran"
-    assert status["openvino-bf16"] == ("ran" if cpu_isa()["bf16"] else "unavailable")
+    for bf16_form in ("openvino-bf16", "openvino-int8-bf16"):
+        assert status[bf16_form] == ("ran" if cpu_isa()["bf16"] else "unavailable")
     rows = {r["backend"]: r for r in report["ladder"]["rows"]}
     assert rows["openvino"]["passed"] and rows["openvino"]["figures"]["agreement"] == 1.0
     assert report["recommendation"][0]["best"] in rows
