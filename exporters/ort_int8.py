@@ -99,15 +99,15 @@ def calibrate(
             2048-bin histogram to 128 levels, TensorRT's method) or ``percentile``
             (99.999th percentile of |x| on each side).
         workdir: a private folder for the calibrator's files (default: a system temp folder).
+            ONNX Runtime writes a shape-inferred copy next to the model it is given
+            (``<name>-inferred.onnx``), so the model is copied into a private folder first:
+            two exports of one bundle never share that name, and a killed calibration
+            leaves nothing next to the bundle's files.
         chunk: images per ``collect_data`` call. The calibrator holds every intermediate
             tensor of the images of one call (200 images at 128 px: 4.3 GB); across calls
             it keeps only running extremes or merged histograms (same bin width, the range
             grown as needed), so chunks bound the memory: MinMax ranges are identical and
             Percentile's within a bin or two (Entropy still takes one call).
-            ONNX Runtime writes a shape-inferred copy next to the model it is given
-            (``<name>-inferred.onnx``), so the model is copied into a private folder first:
-            two exports of one bundle never share that name, and a killed calibration
-            leaves nothing next to the bundle's files.
     """
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -136,7 +136,7 @@ def calibrate(
         name, step = input_name(model_path), batch * max(1, chunk // batch)
         if method == "entropy":
             # Its KL search runs over the histogram's bins, and a merged histogram has more
-            # of them: chunks moved one tensor's range by 78% in a check (percentile: 1%).
+            # of them: chunks moved one tensor's range by 78% in a check (percentile: within a bin).
             step = len(x)
         for i in range(0, len(x), step):  # each chunk a whole number of equal batches
             calibrator.collect_data(_Reader(name, x[i : i + step].astype(np.float32), batch))
