@@ -55,6 +55,7 @@ VARIANTS = {
     # label smoothing 0.1 ("ls0.1", "e10-ls0.1") and a weight EMA of decay 0.99 ("ema")
     "freeze1": {"freeze_epochs": 1},
     "freeze2": {"freeze_epochs": 2},
+    "freeze3": {"freeze_epochs": 3},
     "lr-auto": {"lr": "auto"},
     # the same, with fastai's own lr_find on the frozen model instead of the cached-feature one
     "lr-auto-fastai": {"lr": "auto", "lr_find": "fastai"},
