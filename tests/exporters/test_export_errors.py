@@ -195,6 +195,13 @@ def test_interrupting_an_export_leaves_the_previous_state(tiny_onnx, tmp_path):
         )
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
+        if sig == signal.SIGINT and proc.returncode == 0:
+            # On a loaded machine the signal can land in the commit, where Ctrl-C is held
+            # back by design: the export then completes, consistently, and is not the case
+            # this test is after, so it says so rather than passing on it.
+            mf = manifest(b)
+            assert mf["artifacts"]["onnx"]["sha256"] == sha256(b / "model.onnx"), err
+            pytest.skip("SIGINT landed in the held-back commit on this loaded machine")
         if sig == signal.SIGINT:
             assert proc.returncode == 130, err
             assert "interrupted" in err and "Traceback" not in err
