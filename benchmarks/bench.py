@@ -56,9 +56,10 @@ def _ladder_rung(name, runner, bundle, images, ref_images, ref_logits, overrides
     output = getattr(runner, "output", "logits")
     figures = compare(ref_logits, out, imgs.targets, bundle.labels, output, imgs.paths)
     # The tolerance the artifact passed at export, and the figures to compare with, when this
-    # backend runs it at that precision (OpenVINO's bf16 mode runs the FP32 IR: FP32's
-    # tolerance and parity are not its own).
-    same = record is not None and record.precision == precision
+    # backend is the artifact's own form (OpenVINO's bf16 modes run another form's IR under
+    # another hint: that form's tolerance and parity are not theirs).
+    own = name not in formats.FORMATS or formats.get(name).artifact is None
+    same = own and record is not None and record.precision == precision
     recorded = record.parity.get("tolerance") if same else None
     tol = backend_tolerance(name, precision, overrides, recorded)
     tol_from = tolerance_source(name, precision, overrides, recorded)
