@@ -30,11 +30,13 @@ class FreezeEval(Callback):
 
     order = 11  # after TrainEvalCallback (order 10) has called model.train()
 
-    def __init__(self, modules: list[torch.nn.Module]):
-        self.frozen = modules
+    def __init__(self, modules: list[torch.nn.Module], follow_optimizer: bool = False):
+        self.frozen, self.follow = modules, follow_optimizer
 
     def before_train(self):
-        for m in self.frozen:
+        # follow_optimizer: the groups frozen *now* (fine_tune's frozen phase, then none)
+        n = min(self.opt.frozen_idx, len(self.frozen)) if self.follow else len(self.frozen)
+        for m in self.frozen[:n]:
             m.eval()
 
 

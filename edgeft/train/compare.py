@@ -64,6 +64,9 @@ def plan_runs(co: CompareOptions, out: Path) -> list[RunSpec]:
                 quiet=True,
                 force=True,
                 weights=None if label == "scratch" else base.weights,
+                # each strategy as named: the fallback could hand discriminative's run
+                # back as its probe, a head-only model
+                fallback=False,
             )
             runs.append(RunSpec(name, label, r, opts))
     if co.sweep_freeze:

@@ -29,6 +29,7 @@ SHARED = (
     "balance",
     "positive",
     "precision",
+    "frozen_phase",
 )
 
 
@@ -75,6 +76,7 @@ class CompareOptions:
     balance: str = same_as(_F, "balance")
     positive: str | None = same_as(_F, "positive")
     precision: str = same_as(_F, "precision")
+    frozen_phase: str = same_as(_F, "frozen_phase")
     jobs: int = opt(1, "Runs trained at once, each in its own process.")
     threads: int | None = opt(
         None,

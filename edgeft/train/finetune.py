@@ -81,6 +81,8 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
         "balance": opts.balance,
         "head": opts.head,
         "frozen_groups_eval": frozen_eval(strategy, len(spec.groups) + 1),
+        "frozen_phase": opts.frozen_phase,
+        "fallback": run["fallback"],
         "phases": run["phases"],
         "history": run["history"],
         "train_seconds": run["train_seconds"],
@@ -166,6 +168,16 @@ def _resolve(opts: FinetuneOptions, strategy, ds, w: World):
     return resolved, recipe
 
 
+def _say_fallback(record: dict | None) -> None:
+    """One line when the fine-tuned model lost to its probe and the probe was kept."""
+    if record and record["kept"] == "probe":
+        console().print(
+            f"fine-tuning ended at {record['finetuned_accuracy']:.2%} validation accuracy, "
+            f"below the frozen phase's {record['probe_accuracy']:.2%}: keeping the frozen "
+            "phase's model (the pretrained body; --no-fallback keeps the fine-tuned one)"
+        )
+
+
 def _check_precision(precision: str) -> None:
     if precision == "fp32":
         return
@@ -211,6 +223,7 @@ def finetune(opts: FinetuneOptions) -> FinetuneResult | None:
         if run is None:
             return None
         run["recipe"] = recipe
+        _say_fallback(run["fallback"])
         wall = time.perf_counter() - t_start
         rec = _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wall, w)
         manifest = _manifest(opts, spec, ds, pp, rec, run)

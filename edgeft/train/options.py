@@ -61,6 +61,9 @@ def precision_problem(precision: str, cuda: bool, cpu_bf16: bool) -> str | None:
     return None
 
 
+FROZEN_PHASES = ("fastai", "probe")
+
+
 @dataclass
 class FinetuneOptions:
     """Everything ``edgeft finetune`` takes; defaults are edgeft's default recipe."""
@@ -128,6 +131,17 @@ class FinetuneOptions:
         "Train in channels-last memory format (measured 1.3x faster epochs, MobileNetV2 at "
         "128 px on a 2-core CPU; the same model, numbers equal up to rounding).",
     )
+    frozen_phase: str = opt(
+        "probe",
+        "Discriminative: probe (the frozen phase a linear probe: the body a fixed feature "
+        "extractor, BatchNorm statistics included, the LR annealed; LP-FT) or fastai "
+        "(fine_tune's own: the frozen body's BatchNorm keeps updating, the LR ends at its peak).",
+    )
+    fallback: bool = opt(
+        True,
+        "Discriminative: keep the frozen phase's model when the fine-tuned one scores lower "
+        "on the validation split (said on the console and recorded in the bundle).",
+    )
     # Yosinski et al.'s transfer protocol (used by ``edgeft compare --sweep-freeze``): keep
     # the pretrained weights of the first K body groups only and re-initialise the rest.
     keep_pretrained_groups: int | None = None
@@ -158,6 +172,7 @@ class FinetuneOptions:
             ("balance", self.balance, BALANCE_CHOICES),
             ("precision", self.precision, PRECISIONS),
             ("lr-scale", self.lr_scale, LR_SCALES),
+            ("frozen-phase", self.frozen_phase, FROZEN_PHASES),
         ):
             if value not in choices:
                 raise UserError(f"unknown --{flag} {value!r}: use one of {', '.join(choices)}")

@@ -69,6 +69,8 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
     cbs = [PhaseRecorder(phases, history), FiniteCheck(distributed.all_agree)]
     if n_eval:
         cbs.append(FreezeEval(group_modules(model, opts.arch)[:n_eval]))
+    elif strategy.name == "discriminative" and opts.frozen_phase == "probe":
+        cbs.append(FreezeEval(group_modules(model, opts.arch)[:-1], follow_optimizer=True))
     if opts.channels_last:
         from fastai.callback.channelslast import ChannelsLast
 
@@ -80,7 +82,7 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
         metrics=metrics,
         splitter=lambda m: layer_groups(m, opts.arch),
         wd=opts.wd,
-        train_bn=(n_eval == 0),
+        train_bn=(n_eval == 0 and opts.frozen_phase == "fastai"),
         cbs=cbs,
         path=tmpdir,
         model_dir=".",
@@ -140,10 +142,19 @@ def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path) -> tup
     t0 = time.perf_counter()
     try:
         with distributed.distrib_ctx(learn, backend):
-            run_strategy(learn, strategy, opts.epochs, opts.freeze_epochs, lr, opts.lr_mult)
+            kept = run_strategy(
+                learn,
+                strategy,
+                opts.epochs,
+                opts.freeze_epochs,
+                lr,
+                opts.lr_mult,
+                probe=opts.frozen_phase == "probe",
+                fallback=opts.fallback,
+            )
     except Diverged as exc:
         raise UserError(exc.line) from None
-    return lr, lr_source, lr_find, time.perf_counter() - t0
+    return lr, lr_source, lr_find, time.perf_counter() - t0, kept
 
 
 def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict | None:
@@ -160,7 +171,7 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
             learn, phases, history = build_learner(
                 opts, strategy, ds, pp, weights_src, Path(tmp), w
             )
-            lr, lr_source, lr_find, train_seconds = _fit(
+            lr, lr_source, lr_find, train_seconds, kept = _fit(
                 learn, opts, strategy, w, backend, (phases, history), Path(tmp)
             )
         if not w.main:
@@ -184,6 +195,7 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
         "phases": phases,
         "history": history,
         "train_seconds": train_seconds,
+        "fallback": kept,
         "params": {"total": _count(model.parameters()), "trainable": _count(trainable)},
         "device": str(default_device()),
         "threads": torch.get_num_threads(),

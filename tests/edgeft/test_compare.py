@@ -228,3 +228,17 @@ def test_auto_epochs_are_refused_and_auto_frozen_epochs_mean_one(tmp_path):
     co = CompareOptions(base=_base(data, tmp_path, freeze_epochs="auto"))
     co.validate()
     assert co.base.freeze_epochs == 1
+
+
+def test_every_strategy_runs_as_named_without_the_fallback(tmp_path):
+    # The fallback could hand discriminative's run back as its head-only probe: a
+    # comparison of strategies plans each run with it off, and keeps the frozen phase.
+    from edgeft.train.compare import plan_runs
+
+    data = make_color_dataset(tmp_path / "d", n_per_class=4, size=32)
+    co = CompareOptions(base=_base(data, tmp_path), strategies=["head", "discriminative"])
+    co.validate()
+    runs = plan_runs(co, tmp_path / "out")
+    assert [r.opts.strategy for r in runs] == ["head", "discriminative"]
+    assert all(r.opts.fallback is False for r in runs)
+    assert all(r.opts.frozen_phase == co.base.frozen_phase for r in runs)

@@ -75,6 +75,32 @@ def test_discriminative_gives_earlier_groups_smaller_lrs(tmp_path):
 
 
 @needs_assets(MOBILENET_V2_WEIGHTS)
+@pytest.mark.parametrize("scores,kept", [((0.9, 0.5), "probe"), ((0.5, 0.9), "finetuned")])
+def test_the_fallback_keeps_the_probe_when_fine_tuning_scores_lower(
+    tmp_path, monkeypatch, scores, kept
+):
+    # Real training; only the two validation scores the decision reads are fixed, so that
+    # each branch runs on tiny data whatever it learns.
+    import edgeft.train.strategy as strategy_mod
+
+    seq = iter(scores)
+    monkeypatch.setattr(strategy_mod, "_last_accuracy", lambda learn: next(seq))
+    start, end, rec = _initial_and_final(
+        tmp_path, "discriminative", frozen_phase="probe", fallback=True
+    )
+    assert rec["fallback"] == {
+        "probe_accuracy": scores[0],
+        "finetuned_accuracy": scores[1],
+        "kept": kept,
+    }
+    assert [p["name"] for p in rec["phases"]] == ["frozen", "unfrozen"]
+    body_same = all(torch.equal(end["0." + k], v) for k, v in start.items())
+    # The probe is a fixed feature extractor (BatchNorm statistics too): keeping it keeps
+    # the pretrained body bit for bit; keeping the fine-tuned model does not.
+    assert body_same == (kept == "probe")
+
+
+@needs_assets(MOBILENET_V2_WEIGHTS)
 @pytest.mark.parametrize("k", [1, 3])
 def test_freeze_k_leaves_exactly_the_first_k_groups_unchanged(tmp_path, k):
     start, end, rec = _initial_and_final(tmp_path, f"freeze:{k}")
