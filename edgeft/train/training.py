@@ -67,9 +67,11 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
     n_eval = frozen_eval(strategy, n_groups)
     phases, history = [], []
     cbs = [PhaseRecorder(phases, history), FiniteCheck(distributed.all_agree)]
+    # a linear-probe frozen phase: the body a fixed extractor until it unfreezes
+    probe = strategy.name == "discriminative" and opts.frozen_phase == "probe"
     if n_eval:
         cbs.append(FreezeEval(group_modules(model, opts.arch)[:n_eval]))
-    elif strategy.name == "discriminative" and opts.frozen_phase == "probe":
+    elif probe:
         cbs.append(FreezeEval(group_modules(model, opts.arch)[:-1], follow_optimizer=True))
     if opts.channels_last:
         from fastai.callback.channelslast import ChannelsLast
@@ -82,7 +84,7 @@ def build_learner(opts, strategy, ds, pp, weights_src, tmpdir: Path, w: World | 
         metrics=metrics,
         splitter=lambda m: layer_groups(m, opts.arch),
         wd=opts.wd,
-        train_bn=(n_eval == 0 and opts.frozen_phase == "fastai"),
+        train_bn=(n_eval == 0 and not probe),  # fastai's freeze: frozen BN layers train
         cbs=cbs,
         path=tmpdir,
         model_dir=".",
