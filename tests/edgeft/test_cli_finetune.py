@@ -176,6 +176,7 @@ def test_corrupt_and_non_image_files_are_skipped_with_a_count(tmp_path):
         (["--head", "mlp"], "unknown --head"),
         (["--aug", "colour"], "unknown --aug"),
         (["--balance", "maybe"], "unknown --balance"),
+        (["--frozen-phase", "thaw"], "unknown --frozen-phase 'thaw': use one of fastai, probe"),
         (["--valid-pct", "1.5"], "--valid-pct must be between 0 and 1"),
         (["--weights", "/nonexistent/w.pth"], "does not exist"),
     ],
