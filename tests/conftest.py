@@ -238,6 +238,8 @@ def eurosat_bundle(tmp_path_factory, hub_with_weights):
                 epochs=1,
                 freeze_epochs=1,
                 batch_size=64,  # the distributed tests train with the same effective batch
+                frozen_phase="fastai",  # ... and the same phase (tests/edgeft/test_distributed.py)
+                fallback=False,
                 quiet=True,
             )
         )

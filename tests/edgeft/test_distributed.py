@@ -33,6 +33,11 @@ EUROSAT_ARGS = [
     "finetune", "--data", str(EUROSAT), "--arch", "mobilenet_v2",
     "--weights", str(MOBILENET_V2_WEIGHTS), "--size", "64", "--epochs", "1",
     "--freeze-epochs", "1", "--batch-size", "32", "--lr-scale", "none", "--quiet",
+    # fastai's frozen phase, like the single-process bundle it is compared with (conftest):
+    # at this 25-step budget the default annealed probe + 1 epoch moved 6 pp between two
+    # data orders (1 process 87.25%, 2 processes 81.50%; fastai's phase 82.25%), too much
+    # for the 3-point check that tells a DDP bug from noise
+    "--frozen-phase", "fastai", "--no-fallback",
 ]  # fmt: skip
 
 
