@@ -70,7 +70,9 @@ def _run(cmd, timeout=900):
 
 
 def _edgeft_errors(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if "edgeft: error:" in ln]
+    # edgeft's own lines; accelerate >= 1.15's launcher echoes the child's stderr in its
+    # own "RuntimeError: ..." line, which is not edgeft's
+    return [ln for ln in stderr.splitlines() if ln.startswith("edgeft: error:")]
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +150,8 @@ def test_accelerate_cpu_flag_starting_one_process_is_refused(tmp_path):
                                        "--out", str(tmp_path / "o"), "--no-pretrained"]  # fmt: skip
     p = _run(cmd, timeout=300)
     assert p.returncode != 0
-    lines = _edgeft_errors(p.stderr)
-    # One CI run (loaded machine) saw this line twice; alone it is always once. Every
-    # edgeft error line must be this one refusal, and stderr is shown if not.
-    assert lines and len(set(lines)) == 1, p.stderr[-3000:]
-    assert "started one process" in lines[0] and "torchrun --nproc_per_node" in lines[0]
-    assert "Traceback" not in p.stderr.split("edgeft: error:")[0], p.stderr[-3000:]
+    (line,) = _edgeft_errors(p.stderr)
+    assert "started one process" in line and "torchrun --nproc_per_node" in line
     assert not (tmp_path / "o").exists()
 
 
