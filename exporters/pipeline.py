@@ -49,9 +49,40 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
+# Ctrl-C seen by the export running in this process (the signal handler is the main
+# thread's, so there is one at a time).
+_SEEN: list = []
+
+
+@contextlib.contextmanager
+def _sigint_remembered():
+    """For the export's duration, Ctrl-C raises KeyboardInterrupt as usual *and* is
+    remembered: Python swallows a KeyboardInterrupt raised while a finalizer or a weakref
+    callback runs ("Exception ignored in ..."), and an export that went on after one must
+    still not commit (:func:`_sigint_held` checks)."""
+    _SEEN.clear()
+
+    def interrupted(signum, frame):
+        _SEEN.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGINT, interrupted)
+    except ValueError:  # not the main thread: Python delivers no signal here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @contextlib.contextmanager
 def _sigint_held():
-    """Delay Ctrl-C until the block (a few renames) is done."""
+    """Delay Ctrl-C until the block (a few renames) is done; an interrupt seen earlier in
+    the export (even one a finalizer swallowed) stops it before the block."""
+    if _SEEN:
+        raise KeyboardInterrupt
     got = []
     try:
         old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
@@ -232,7 +263,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
         opts.validate()
         bundle = Bundle.load(opts.bundle, opts.trust_modified)
         _preflight([formats.get(n) for n in opts.targets()], opts)
-        with bundle.lock("another edgeft export"):
+        with bundle.lock("another edgeft export"), _sigint_remembered():
             bundle = bundle.reload()  # what the export that held the lock before us recorded
             sweep(bundle.path)
             notes: list[str] = []

@@ -212,6 +212,39 @@ def test_interrupting_an_export_leaves_the_previous_state(tiny_onnx, tmp_path):
         assert sha256(b / "model.onnx") == onnx_before
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
+def test_a_ctrl_c_a_finalizer_swallowed_still_stops_the_commit(tiny_onnx, tmp_path, monkeypatch):
+    """Python swallows a KeyboardInterrupt raised while a finalizer runs ("Exception ignored
+    in ..."): the export goes on, and must still not commit what it built after the signal."""
+    import gc
+
+    import exporters.onnx_export as onnx_export
+    from exporters.options import ExportOptions
+    from exporters.pipeline import export_bundle
+
+    b = copy_bundle(tiny_onnx, tmp_path / "b")
+    manifest_before = (b / "bundle.json").read_bytes()
+    onnx_before = sha256(b / "model.onnx")
+    real_build = onnx_export.build
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # handled on the next bytecode: this finalizer
+            sum(range(1000))
+
+    def build(request):
+        SignalsWhenCollected()
+        gc.collect()
+        return real_build(request)  # still runs: the interrupt was swallowed
+
+    monkeypatch.setattr(onnx_export, "build", build)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(ExportOptions(bundle=b, onnx=True, force=True, quiet=True))
+    assert (b / "bundle.json").read_bytes() == manifest_before
+    assert sha256(b / "model.onnx") == onnx_before
+    assert not partials(b) and not list(b.glob(".edgeft-export-*"))
+
+
 def test_leftovers_of_a_killed_export_are_swept(tiny_onnx, tmp_path):
     b = copy_bundle(tiny_onnx, tmp_path / "b")
     stale = [b / ".model-int8.onnx.k2j3.partial", b / ".bundle.json.x9.tmp"]
@@ -221,3 +254,4 @@ def test_leftovers_of_a_killed_export_are_swept(tiny_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not any(p.exists() for p in stale) and not partials(b)
     assert manifest(b)["artifacts"]["onnx"]["sha256"] == sha256(b / "model.onnx")
+
