@@ -86,6 +86,10 @@ VARIANTS = {
     "probe-fallback": {"frozen_phase": "probe", "fallback": True},
     "freeze2-probe-fallback": {"freeze_epochs": 2, "frozen_phase": "probe", "fallback": True},
     "freeze3-probe-fallback": {"freeze_epochs": 3, "frozen_phase": "probe", "fallback": True},
+    # the batch size alone given (epochs and the frozen phase still auto from it)
+    "b32": {"batch_size": 32},
+    "b64": {"batch_size": 64},
+    "freeze6": {"freeze_epochs": 6},
 }
 
 

@@ -254,4 +254,3 @@ def test_leftovers_of_a_killed_export_are_swept(tiny_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not any(p.exists() for p in stale) and not partials(b)
     assert manifest(b)["artifacts"]["onnx"]["sha256"] == sha256(b / "model.onnx")
-
