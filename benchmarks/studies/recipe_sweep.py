@@ -86,7 +86,9 @@ VARIANTS = {
     "probe-fallback": {"frozen_phase": "probe", "fallback": True},
     "freeze2-probe-fallback": {"freeze_epochs": 2, "frozen_phase": "probe", "fallback": True},
     "freeze3-probe-fallback": {"freeze_epochs": 3, "frozen_phase": "probe", "fallback": True},
-    # the batch size alone given (epochs and the frozen phase still auto from it)
+    # the batch size alone given (epochs and the frozen phase still auto from it); the auto
+    # batch could be 16 until these runs: "default+b16" runs are the default of that time
+    "b16": {"batch_size": 16},
     "b32": {"batch_size": 32},
     "b64": {"batch_size": 64},
     "freeze6": {"freeze_epochs": 6},

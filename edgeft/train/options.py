@@ -93,7 +93,7 @@ class FinetuneOptions:
     wd: float | None = opt(None, "Weight decay (L2, decoupled); default fastai's 0.01.")
     batch_size: int | str = opt(
         AUTO,
-        "Batch size, or auto: the largest of 64/32/16 leaving 40+ steps per epoch (recorded).",
+        "Batch size, or auto: 64 if that leaves 40+ steps per epoch, else 32 (recorded).",
         parse=lambda v: parse_auto_int(v, "batch-size", 2),
     )
     size: tuple[int, int] = opt((224, 224), "Input size: N or HxW.", parse=parse_size)

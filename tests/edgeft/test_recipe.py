@@ -20,17 +20,18 @@ def _auto(n, size=(224, 224), frozen=True):
 def test_small_sets_get_small_batches_and_more_epochs():
     # the chest X-ray 100 + 100 case: a batch of 64 gave 3 steps an epoch and underfit
     r = _auto(200)
-    assert r.batch_size.value == 16
-    spe = recipe.steps_per_epoch(200, 16)
-    assert spe == 12
+    assert r.batch_size.value == 32 and "the smallest" in r.batch_size.why
+    spe = recipe.steps_per_epoch(200, 32)
+    assert spe == 6
     total = r.freeze_epochs.value + r.epochs.value
     assert total == recipe.MAX_EPOCHS  # 300 steps would need 25 epochs: capped
-    assert r.freeze_epochs.value == recipe.MAX_FROZEN  # 40 head-only steps need 4: capped
+    assert r.freeze_epochs.value == recipe.MAX_FROZEN  # 40 head-only steps need 7: capped
 
 
 def test_eurosat_200_gets_batch_32():
     r = _auto(1600, size=(128, 128))
     assert r.batch_size.value == 32  # 64 would leave 25 steps an epoch, under 40
+    assert "the smallest" not in r.batch_size.why
     spe = 1600 // 32
     total = r.freeze_epochs.value + r.epochs.value
     assert total * spe >= recipe.TARGET_STEPS > (total - 1) * spe
