@@ -92,6 +92,8 @@ VARIANTS = {
     "b32": {"batch_size": 32},
     "b64": {"batch_size": 64},
     "freeze6": {"freeze_epochs": 6},
+    # progressive resizing: the first half of the fine-tuning epochs at 3/4 of the size
+    "progressive": {"progressive": True},
 }
 
 
