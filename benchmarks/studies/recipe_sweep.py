@@ -61,7 +61,9 @@ OLD_DEFAULT = {
 }
 VARIANTS = {
     # measured, then dropped with their switches (their JSON stays in benchmarks/results/):
-    # label smoothing 0.1 ("ls0.1", "e10-ls0.1") and a weight EMA of decay 0.99 ("ema")
+    # label smoothing 0.1 ("ls0.1", "e10-ls0.1"), a weight EMA of decay 0.99 ("ema") and
+    # progressive resizing ("progressive": the first half of the fine-tuning epochs at 3/4
+    # of the input size, each half its own one-cycle, as fastai's course does it)
     "freeze1": {"freeze_epochs": 1},
     "freeze2": {"freeze_epochs": 2},
     "freeze3": {"freeze_epochs": 3},
@@ -92,8 +94,6 @@ VARIANTS = {
     "b32": {"batch_size": 32},
     "b64": {"batch_size": 64},
     "freeze6": {"freeze_epochs": 6},
-    # progressive resizing: the first half of the fine-tuning epochs at 3/4 of the size
-    "progressive": {"progressive": True},
 }
 
 

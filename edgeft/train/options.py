@@ -145,10 +145,6 @@ class FinetuneOptions:
     # Yosinski et al.'s transfer protocol (used by ``edgeft compare --sweep-freeze``): keep
     # the pretrained weights of the first K body groups only and re-initialise the rest.
     keep_pretrained_groups: int | None = None
-    # Progressive resizing (fastai's course): discriminative's fine-tuning epochs, the first
-    # half at 3/4 of the input size. A study switch (``benchmarks/studies/recipe_sweep.py``,
-    # variant "progressive"), not an option until a measurement supports it.
-    progressive: bool = False
     force: bool = opt(False, "Replace --out if it exists.")
     quiet: bool = opt(False, "No progress bars or tables (for scripts).")
     extra: dict = field(default_factory=dict)

@@ -71,7 +71,6 @@ def run_strategy(
     lr_mult: float,
     probe: bool = False,
     fallback: bool = False,
-    small_dls=None,
 ) -> dict | None:
     """Train ``learn`` (a fastai Learner whose splitter gives body groups + head) as
     ``strategy`` prescribes. Phases are recorded by the :class:`~edgeft.train.finetune` callbacks.
@@ -81,9 +80,6 @@ def run_strategy(
     ``pct_start=0.99``). ``fallback`` (discriminative): when the fine-tuned model scores a
     lower validation accuracy than the probe it started from, the probe's weights are
     restored (LP-FT, Kumar et al. 2022: fine-tuning can distort features that already fit).
-    ``small_dls`` (discriminative, with ``probe`` or ``fallback``): progressive resizing,
-    the first half of the fine-tuning epochs on these smaller images, the rest on the
-    learner's own, each half its own one-cycle (as fastai's course does it).
     Returns the fallback's record (both accuracies and which was kept), or ``None``.
     """
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
@@ -100,15 +96,7 @@ def run_strategy(
         kept = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
         learn.unfreeze()
         base = lr / 2
-        lrs = slice(base / lr_mult, base)
-        if small_dls is not None and epochs >= 2:
-            full = learn.dls
-            learn.dls = small_dls
-            learn.fit_one_cycle(epochs // 2, lrs, pct_start=0.3, div=5.0)
-            learn.dls = full
-            learn.fit_one_cycle(epochs - epochs // 2, lrs, pct_start=0.3, div=5.0)
-        else:
-            learn.fit_one_cycle(epochs, lrs, pct_start=0.3, div=5.0)
+        learn.fit_one_cycle(epochs, slice(base / lr_mult, base), pct_start=0.3, div=5.0)
         tuned_acc = _last_accuracy(learn)
         record = {"probe_accuracy": probe_acc, "finetuned_accuracy": tuned_acc}
         if fallback and tuned_acc < probe_acc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,16 +130,9 @@ def evaluate(model, dl) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat(probs).numpy(), torch.cat(targets).numpy()
 
 
-def _smaller_dls(opts, ds, pp, bs: int):
-    """The DataLoaders at 3/4 of the input size (a multiple of 8), for progressive resizing."""
-    size = tuple(max(8, round(s * 0.75 / 8) * 8) for s in pp.size)
-    return make_dataloaders(ds, replace(pp, size=size), bs, opts.aug, opts.balance, opts.workers)
-
-
-def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path, small=None) -> tuple:
+def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path) -> tuple:
     """Train per ``strategy`` (in fastai's distributed context when there are peers);
-    returns the LR used, its source, the lr_find record and the training seconds.
-    ``small``: DataLoaders at a smaller size for the first fine-tuning epochs."""
+    returns the LR used, its source, the lr_find record and the training seconds."""
     lr, lr_source, lr_find = opts.lr, "given", None
     if lr == "auto":
         lr, lr_find = _lr_find(learn, strategy, tmpdir)
@@ -161,7 +153,6 @@ def _fit(learn, opts, strategy, w: World, backend, records, tmpdir: Path, small=
                 opts.lr_mult,
                 probe=opts.frozen_phase == "probe",
                 fallback=opts.fallback,
-                small_dls=small,
             )
     except Diverged as exc:
         raise UserError(exc.line) from None
@@ -182,9 +173,8 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
             learn, phases, history = build_learner(
                 opts, strategy, ds, pp, weights_src, Path(tmp), w
             )
-            small = _smaller_dls(opts, ds, pp, learn.dls.train.bs) if opts.progressive else None
             lr, lr_source, lr_find, train_seconds, kept = _fit(
-                learn, opts, strategy, w, backend, (phases, history), Path(tmp), small
+                learn, opts, strategy, w, backend, (phases, history), Path(tmp)
             )
         if not w.main:
             return None
