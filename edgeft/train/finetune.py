@@ -90,6 +90,7 @@ def _training_record(opts, strategy, spec, ds, run, split_seed, weights_src, wal
         "params": run["params"],
         "device": run["device"],
         "threads": run["threads"],
+        "allocator": run["allocator"],
         "precision": opts.precision,
         "channels_last": opts.channels_last,
         "warnings": [w for w in [small_valid_warning(len(ds.valid))] if w],

@@ -33,6 +33,7 @@ from edgeft.errors import UserError  # noqa: E402
 from edgeft.metrics import classification_metrics  # noqa: E402
 from edgeft.models.network import build_model, group_modules, layer_groups, reinit_groups  # noqa: E402
 from edgeft.models.weights import pretrained_full_model  # noqa: E402
+from edgeft.platform.malloc import keep_large_blocks  # noqa: E402
 from edgeft.provenance import provenance  # noqa: E402
 from edgeft.train import distributed  # noqa: E402
 from edgeft.train.callbacks import (  # noqa: E402
@@ -167,6 +168,7 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
         UserError: the loss or weights became non-finite, or a peer process was lost.
     """
     w = w or World()
+    allocator = keep_large_blocks()  # before the first large activation: see its module
     with tempfile.TemporaryDirectory(prefix="edgeft-learn-") as tmp:
         with distributed.session(w, opts.dist_timeout) as backend:
             distributed.same_everywhere(ds.fingerprint(), "data (split fingerprints differ)")
@@ -201,6 +203,7 @@ def train(opts, strategy, ds, pp, weights_src, w: World | None = None) -> dict |
         "params": {"total": _count(model.parameters()), "trainable": _count(trainable)},
         "device": str(default_device()),
         "threads": torch.get_num_threads(),
+        "allocator": allocator,
         "backend": backend,
         "provenance": provenance(),
         "probs": probs,
