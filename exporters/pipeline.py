@@ -55,6 +55,21 @@ _SEEN: list = []
 
 
 @contextlib.contextmanager
+def _sigint_handler(handler):
+    """``handler`` for SIGINT during the block (outside the main thread: nothing to do,
+    Python delivers signals to the main thread only)."""
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
 def _sigint_remembered():
     """For the export's duration, Ctrl-C raises KeyboardInterrupt as usual *and* is
     remembered: Python swallows a KeyboardInterrupt raised while a finalizer or a weakref
@@ -66,15 +81,8 @@ def _sigint_remembered():
         _SEEN.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        old = signal.signal(signal.SIGINT, interrupted)
-    except ValueError:  # not the main thread: Python delivers no signal here
+    with _sigint_handler(interrupted):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 @contextlib.contextmanager
@@ -85,14 +93,9 @@ def _sigint_held():
         raise KeyboardInterrupt
     got = []
     try:
-        old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
-    except ValueError:  # not the main thread: nothing to hold
-        yield
-        return
-    try:
-        yield
+        with _sigint_handler(lambda *a: got.append(a)):
+            yield
     finally:
-        signal.signal(signal.SIGINT, old)
         if got:
             raise KeyboardInterrupt
 
