@@ -96,7 +96,7 @@ class ArtifactRecord(_Record):
     sha256: Sha256
     normalize_in_graph: bool = False
     output: Literal["logits", "probs"] = "logits"
-    size_bytes: int | None = None
+    size_bytes: int | None = None  # with its extra_files
     source: dict | None = None
     build: dict = Field(default_factory=dict)
     tools: dict = Field(default_factory=dict)

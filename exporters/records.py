@@ -46,7 +46,9 @@ def parity_block(figures: dict | None, tol, scope: str, valid=None) -> dict:
 def artifact_record(
     fmt, staged: Path, stub: dict, result, parity: dict, source: dict | None
 ) -> ArtifactRecord:
-    """One ``artifacts`` entry for a staged file (validated like the rest of the manifest)."""
+    """One ``artifacts`` entry for a staged file (validated like the rest of the manifest);
+    its size counts the files it needs besides itself (an OpenVINO IR's ``.bin``)."""
+    extra = [result.side_files[n] for n in result.extra_files if n in result.side_files]
     return ArtifactRecord(
         path=fmt.file,
         format=fmt.file_format,
@@ -54,7 +56,7 @@ def artifact_record(
         normalize_in_graph=stub["normalize_in_graph"],
         output=stub["output"],
         sha256=sha256_file(staged),
-        size_bytes=staged.stat().st_size,
+        size_bytes=staged.stat().st_size + sum(f.stat().st_size for f in extra),
         source=source,
         build=result.build,
         tools=tools() | result.tools,
