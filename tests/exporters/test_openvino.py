@@ -35,14 +35,17 @@ def test_ir_artifacts_are_recorded_with_both_files(ov_bundle):
         rec = arts[name]
         assert rec["path"] == xml and rec["format"] == "openvino-ir"
         assert list(rec["extra_files"]) == [xml.replace(".xml", ".bin")]
+        files = (ov_bundle / xml, ov_bundle / xml.replace(".xml", ".bin"))
+        assert rec["size_bytes"] == sum(f.stat().st_size for f in files)  # the weights count
         assert rec["parity"]["checked"] and rec["parity"]["passed"], rec["parity"]
         assert rec["target"]["exported_on"]["int8"] in ("avx2", "vnni", "amx", "arm-dot", "none")
     assert arts["openvino"]["parity"]["agreement"] == 1.0
     assert arts["openvino-int8"]["build"]["subset_size"] >= 1
 
 
-def test_int8_keeps_the_stem_in_float_and_quantizes_the_rest(ov_bundle):
-    """The first two convolutions read float activations; the next ones read FakeQuantize."""
+def test_int8_leaves_the_first_convolution_output_unrounded(ov_bundle):
+    """The convolution reading the first one's output reads it in float; every other one,
+    the first included, reads FakeQuantize."""
     import openvino as ov
 
     build = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
@@ -54,8 +57,10 @@ def test_int8_keeps_the_stem_in_float_and_quantizes_the_rest(ov_bundle):
     ]
     feeds = [c.input_value(0).get_node().get_type_name() for c in convs]
     assert model.input(0).get_partial_shape()[0].is_dynamic  # any batch size
-    assert len(build["build"]["float_stem"]) == 2
-    assert "FakeQuantize" not in feeds[:2] and feeds[2:] == ["FakeQuantize"] * (len(feeds) - 2)
+    float_convs = build["build"]["float_convs"]
+    assert float_convs == [convs[1].get_friendly_name()]  # MobileNetV2: the first depthwise
+    assert feeds[1] != "FakeQuantize"
+    assert feeds[:1] + feeds[2:] == ["FakeQuantize"] * (len(feeds) - 1)
 
 
 def test_the_cpu_plugin_runs_every_quantized_convolution_in_int8(ov_bundle):
@@ -73,7 +78,7 @@ def test_the_cpu_plugin_runs_every_quantized_convolution_in_int8(ov_bundle):
         if info["layerType"].astype(str) == "Convolution":
             precision[op.get_friendly_name()] = info["runtimePrecision"].astype(str)
     stem = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
-    stem = stem["build"]["float_stem"]
+    stem = stem["build"]["float_convs"]
     in_float = sorted(n for n, p in precision.items() if p not in ("u8", "i8"))
     assert len(precision) == 52, precision  # MobileNetV2: 35 convolutions + 17 depthwise
     assert in_float == sorted(stem), in_float
