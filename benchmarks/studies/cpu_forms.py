@@ -9,6 +9,18 @@ The bundle is copied; each form is made with ``edgeft export`` on the copy (time
 measured through edgeft's own runners (:mod:`edgeft.formats`) and timing routine
 (:func:`benchmarks.latency.time_calls`). Writes ``benchmarks/results/cpu_forms.json`` and
 prints the table with the CPU's int8/bf16 instruction sets.
+
+Study-only variants run through the same runners: OpenVINO reading edgeft's ORT Q/DQ file;
+NNCF on the whole graph (nothing left in float: the all-INT8 ceiling of this CPU, which
+edgeft does not ship because rounding the first convolution's output costs agreement, see
+:mod:`exporters.openvino`); and NNCF with the first two convolutions in float (edgeft's
+earlier recipe, against which the current one is measured).
+
+``--isa-cap AVX2`` runs everything under oneDNN's and OpenVINO's ISA caps
+(``ONEDNN_MAX_CPU_ISA``, ``OV_CPU_MAX_ISA``): OpenVINO (and PyTorch's oneDNN) then use their
+AVX2 kernels, without VNNI, as on an AVX2-only CPU -- the INT8 kernels' arithmetic
+(``vpmaddubsw`` with int16 sums) is that CPU's, its speed is not. ONNX Runtime has no such
+cap and keeps this CPU's kernels, so read OpenVINO's INT8 against OpenVINO FP32 there.
 """
 
 from __future__ import annotations
@@ -49,8 +61,52 @@ FORMS = (
     "openvino-int8",
     "openvino-int8-bf16",
 )
-#: variants that are no form of their own: (label, runner's form, artifact it reads)
-VARIANTS = (("openvino reading model-int8.onnx", "openvino", "onnx-int8"),)
+#: study-only NNCF IRs: (file, how many of the first convolutions stay in float); made with
+#: the openvino-int8 exporter's settings otherwise (see :func:`nncf_variant_ir`)
+WHOLE_GRAPH_IR = "model-int8-whole-openvino.xml"
+STEM2_IR = "model-int8-stem2-openvino.xml"
+NNCF_VARIANTS = ((WHOLE_GRAPH_IR, 0), (STEM2_IR, 2))
+#: variants that are no form of their own: (label, runner's form, artifact whose record it
+#: runs under, file it reads: the artifact's own when None)
+VARIANTS = (
+    ("openvino reading model-int8.onnx", "openvino", "onnx-int8", None),
+    ("openvino-int8, whole graph", "openvino", "openvino-int8", WHOLE_GRAPH_IR),
+    ("openvino-int8, first 2 convs float", "openvino", "openvino-int8", STEM2_IR),
+)
+ISA_CAPS = ("AVX2",)
+
+
+def nncf_variant_ir(bundle: Path, file: str, float_convs: int) -> float:
+    """NNCF with the first ``float_convs`` convolutions left in float (0: the whole graph),
+    settings otherwise as ``openvino-int8`` (the same calibration images, fast bias
+    correction, performance preset), saved as ``file`` in ``bundle``; returns the seconds
+    it took."""
+    import nncf
+    import openvino as ov
+
+    from edgeft.calibration import load_calibration
+
+    t0 = time.perf_counter()
+    b = Bundle.load(bundle)
+    x = load_calibration(b, b.preprocessing).x
+    model = ov.convert_model(str(bundle / "model.onnx"))
+    model.reshape([1, *x.shape[1:]])
+    convs = [
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution")
+    ]
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset([x[i : i + 1] for i in range(len(x))]),
+        subset_size=len(x),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        fast_bias_correction=True,
+        ignored_scope=nncf.IgnoredScope(names=convs[:float_convs]),
+    )
+    quantized.reshape([-1, *x.shape[1:]])
+    ov.save_model(quantized, str(bundle / file), compress_to_fp16=False)
+    return round(time.perf_counter() - t0, 1)
 
 
 def export_all(bundle: Path) -> list[dict]:
@@ -101,15 +157,11 @@ def _runners(b, names: list[str]) -> dict:
             runners[name].activate()
         else:
             print(f"{name}: not measured ({why})")
-    for label, form, artifact in VARIANTS:  # e.g. OpenVINO running edgeft's ORT Q/DQ file
-        if form in runners and artifact in b.manifest.artifacts:
+    for label, form, artifact, file in VARIANTS:  # e.g. OpenVINO on edgeft's ORT Q/DQ file
+        path = b.path / file if file else b.artifact_path(artifact)
+        if form in runners and artifact in b.manifest.artifacts and path.is_file():
             runners[label] = formats.make_runner(
-                form,
-                b,
-                "cpu",
-                threads=1,
-                path=b.artifact_path(artifact),
-                record=b.artifact(artifact),
+                form, b, "cpu", threads=1, path=path, record=b.artifact(artifact)
             )
             runners[label].activate()
     return runners
@@ -117,7 +169,10 @@ def _runners(b, names: list[str]) -> dict:
 
 def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
     """Accuracy, then -- with fresh runners, so that the accuracy pass leaves no state behind
-    -- interleaved latency of every form that runs here."""
+    -- interleaved latency of every form that runs here. Each round times every form in
+    turn; a form's speed-up over a baseline is the median over rounds of the ratio within
+    the round, so that this shared VM's slow and fast phases (ORT FP32 at batch 32 took
+    57 ms in one run and 74 to 78 ms in others) cancel instead of moving the ratios."""
     b = Bundle.load(bundle)
     valid = load_labelled(bundle_valid_samples(b), b.labels, b.preprocessing)
     runners = _runners(b, list(FORMS))
@@ -126,64 +181,83 @@ def measure(bundle: Path, rounds: int, runs: int, batch_sizes=(1, 32)) -> dict:
     for r in runners.values():
         r.deactivate()
     runners = _runners(b, list(FORMS))
-    lat = {n: {bs: [] for bs in batch_sizes} for n in runners}
+    lat = {n: {bs: [] for bs in batch_sizes} for n in runners}  # per round: the calls
     for _ in range(rounds):
         for bs in batch_sizes:
             x = np.ascontiguousarray(valid.head(bs))
             for n, r in runners.items():
-                lat[n][bs] += time_calls(lambda r=r, x=x: r.infer(x), warmup=5, runs=runs)
+                lat[n][bs].append(time_calls(lambda r=r, x=x: r.infer(x), warmup=5, runs=runs))
     for r in runners.values():
         r.deactivate()
-    return {
+    per_round = {n: {bs: np.median(lat[n][bs], axis=1) for bs in batch_sizes} for n in lat}
+    rows = {
         n: {
             "accuracy": f["accuracy"],
             "drop_pp": f["accuracy_drop_pp"],
             "agreement": f["agreement"],
             **{f"b{bs}_ms": float(np.median(lat[n][bs])) for bs in batch_sizes},
+            **{
+                f"b{bs}_round_ms": [round(float(v), 3) for v in per_round[n][bs]]
+                for bs in batch_sizes
+            },
         }
         for n, f in rows.items()
     }
+    for key, ref in (("ort_fp32", "onnx"), ("ov_fp32", "openvino")):
+        for n, row in rows.items():
+            for bs in batch_sizes:
+                ratio = per_round[ref][bs] / per_round[n][bs] if ref in per_round else None
+                row[f"b{bs}_vs_{key}"] = float(np.median(ratio)) if ratio is not None else None
+    return rows
 
 
 def main(argv=None) -> int:
     """Make every form on a copy of the bundle, measure them, write the JSON, print a table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, required=True)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--out", type=Path, default=RESULTS / "cpu_forms.json")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--isa-cap", choices=ISA_CAPS, default=None)
     args = ap.parse_args(argv)
+    name = f"cpu_forms_{args.isa_cap.lower()}cap" if args.isa_cap else "cpu_forms"
+    args.out = args.out or RESULTS / f"{name}.json"
+    if args.isa_cap:  # before anything loads oneDNN or OpenVINO; exports inherit it
+        os.environ["ONEDNN_MAX_CPU_ISA"] = os.environ["OV_CPU_MAX_ISA"] = args.isa_cap
     with tempfile.TemporaryDirectory(prefix="edgeft-forms-") as tmp:
         copy = Path(tmp) / "bundle"
         shutil.copytree(args.bundle, copy)
         shutil.rmtree(copy / "calibration", ignore_errors=True)  # time calibration, not a cache
         exports = export_all(copy)
+        variant_seconds = {f: nncf_variant_ir(copy, f, n) for f, n in NNCF_VARIANTS}
         load = os.getloadavg()
         rows = measure(copy, args.rounds, args.runs)
-    base = rows.get("onnx")
-    for r in rows.values():
-        for bs in (1, 32):
-            r[f"b{bs}_vs_ort_fp32"] = base[f"b{bs}_ms"] / r[f"b{bs}_ms"] if base else None
     res = {
         "bundle": str(args.bundle),
         "cpu": cpu_isa(),
+        "isa_cap": args.isa_cap,
         "threads": 1,
         "rounds": args.rounds,
         "runs": args.runs,
         "loadavg": load,
         "exports": exports,
+        "nncf_variant_seconds": variant_seconds,
         "forms": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"CPU: {res['cpu']['model']} ({', '.join(res['cpu']['isa'])}); load {load}")
-    print(
-        f"{'form':34} {'acc':>7} {'drop':>6} {'agree':>7} {'b1 ms':>7} {'x':>5} {'b32 ms':>8} {'x':>5}"
-    )
+    cap = f"; kernels capped at {args.isa_cap}" if args.isa_cap else ""
+    print(f"CPU: {res['cpu']['model']} ({', '.join(res['cpu']['isa'])}){cap}; load {load}")
+    print(f"{'form':34} {'acc':>7} {'drop':>6} {'agree':>7}  batch 1 ms (x ORT, x OV FP32)", end="")
+    print("  batch 32 ms (x ORT, x OV FP32)")
     for n, r in rows.items():
         print(
-            f"{n:34} {100 * r['accuracy']:6.2f}% {r['drop_pp']:+6.2f} {100 * r['agreement']:6.2f}% "
-            f"{r['b1_ms']:7.2f} {r['b1_vs_ort_fp32'] or 0:5.2f} {r['b32_ms']:8.2f} {r['b32_vs_ort_fp32'] or 0:5.2f}"
+            f"{n:34} {100 * r['accuracy']:6.2f}% {r['drop_pp']:+6.2f} {100 * r['agreement']:6.2f}%",
+            *(
+                f"{r[f'b{bs}_ms']:8.2f} ({r[f'b{bs}_vs_ort_fp32'] or 0:4.2f}, "
+                f"{r[f'b{bs}_vs_ov_fp32'] or 0:4.2f})"
+                for bs in (1, 32)
+            ),
         )
     return 0
 
