@@ -174,10 +174,35 @@ def _outputs(compiled, data: _Images) -> np.ndarray:
     return np.concatenate([compiled(x)[0] for x, _ in data])
 
 
-def build_int8(req: BuildRequest) -> BuildResult:
-    """Leaf exporter of ``openvino-int8`` (see the module docstring)."""
+def _settings(x: np.ndarray, float_convs: list[str]) -> dict:
+    """NNCF settings shared by the plain pass and accuracy control (every calibration image:
+    NNCF's ``subset_size`` default silently caps it at 300)."""
     import nncf
 
+    return {
+        "subset_size": len(x),
+        "preset": nncf.QuantizationPreset.PERFORMANCE,
+        "ignored_scope": nncf.IgnoredScope(names=float_convs),
+    }
+
+
+def _dataset(x: np.ndarray):
+    import nncf
+
+    return nncf.Dataset([x[i : i + 1] for i in range(len(x))])
+
+
+def quantize(model, x: np.ndarray, float_convs: list[str]):
+    """``nncf.quantize`` of an OpenVINO model with edgeft's settings (performance preset,
+    fast bias correction), calibrated on ``x`` (one image per step, as the model's static
+    batch of 1 takes it), the operations named in ``float_convs`` left in float."""
+    import nncf
+
+    return nncf.quantize(model, _dataset(x), fast_bias_correction=True, **_settings(x, float_convs))
+
+
+def build_int8(req: BuildRequest) -> BuildResult:
+    """Leaf exporter of ``openvino-int8`` (see the module docstring)."""
     model = _convert(req.source)
     # NNCF feeds, scores and validates one image at a time: on a static batch of 1, since
     # OpenVINO's CPU plugin can answer wrongly at batch 1 through a dynamic batch dimension
@@ -185,20 +210,14 @@ def build_int8(req: BuildRequest) -> BuildResult:
     _set_batch(model, 1)
     calib = req.calibration()
     x = fold_input(calib.x, req.pp) if req.normalize_in_graph else calib.x
-    calib_ds = nncf.Dataset([x[i : i + 1] for i in range(len(x))])
     stem = stem_scope(model)
-    common = {
-        "subset_size": len(x),
-        "preset": nncf.QuantizationPreset.PERFORMANCE,
-        "ignored_scope": nncf.IgnoredScope(names=stem),
-    }
     t0 = time.perf_counter()
-    quantized = nncf.quantize(model, calib_ds, fast_bias_correction=True, **common)
+    quantized = quantize(model, x, stem)
     info = {"nncf": package_version("nncf"), "calibration": calib.record(), "subset_size": len(x)}
     info["float_convs"] = stem  # read the first convolution's output
     info["quantize_seconds"] = round(time.perf_counter() - t0, 2)
     if req.score is not None:
-        quantized, info["accuracy_control"] = _fit(req, model, quantized, calib_ds, common)
+        quantized, info["accuracy_control"] = _fit(req, model, quantized, x, stem)
     console().print(f"NNCF INT8 for OpenVINO: {time.perf_counter() - t0:.1f} s")
     _set_batch(quantized, -1)
     result = _save(quantized, req)
@@ -206,7 +225,7 @@ def build_int8(req: BuildRequest) -> BuildResult:
     return result
 
 
-def _fit(req: BuildRequest, model, quantized, calib_ds, common) -> tuple:
+def _fit(req: BuildRequest, model, quantized, x: np.ndarray, float_convs: list[str]) -> tuple:
     """Score the INT8 model; if it breaks the budget, NNCF's accuracy-aware pass, which starts
     from the same quantization (:func:`stem_scope` in float) and reverts the costliest
     layers to float."""
@@ -228,12 +247,12 @@ def _fit(req: BuildRequest, model, quantized, calib_ds, common) -> tuple:
     t0 = time.perf_counter()
     controlled = nncf.quantize_with_accuracy_control(
         model,
-        calib_ds,
+        _dataset(x),
         nncf.Dataset(data),
         validate,
         max_drop=req.options.max_accuracy_drop / 100.0,
         drop_type=nncf.DropType.ABSOLUTE,
-        **common,
+        **_settings(x, float_convs),
     )
     record.update(used=True, seconds=round(time.perf_counter() - t0, 2))
     return controlled, record

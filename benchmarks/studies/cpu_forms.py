@@ -77,14 +77,14 @@ ISA_CAPS = ("AVX2",)
 
 
 def nncf_variant_ir(bundle: Path, file: str, float_convs: int) -> float:
-    """NNCF with the first ``float_convs`` convolutions left in float (0: the whole graph),
-    settings otherwise as ``openvino-int8`` (the same calibration images, fast bias
-    correction, performance preset), saved as ``file`` in ``bundle``; returns the seconds
-    it took."""
-    import nncf
+    """The ``openvino-int8`` exporter's quantization (:func:`exporters.openvino.quantize`, the
+    same calibration images) with the first ``float_convs`` convolutions left in float (0:
+    the whole graph) instead of its own choice, saved as ``file`` in ``bundle``; returns the
+    seconds it took."""
     import openvino as ov
 
     from edgeft.calibration import load_calibration
+    from exporters.openvino import quantize
 
     t0 = time.perf_counter()
     b = Bundle.load(bundle)
@@ -96,14 +96,7 @@ def nncf_variant_ir(bundle: Path, file: str, float_convs: int) -> float:
         for op in model.get_ordered_ops()
         if op.get_type_name() in ("Convolution", "GroupConvolution")
     ]
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset([x[i : i + 1] for i in range(len(x))]),
-        subset_size=len(x),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        fast_bias_correction=True,
-        ignored_scope=nncf.IgnoredScope(names=convs[:float_convs]),
-    )
+    quantized = quantize(model, x, convs[:float_convs])
     quantized.reshape([-1, *x.shape[1:]])
     ov.save_model(quantized, str(bundle / file), compress_to_fp16=False)
     return round(time.perf_counter() - t0, 1)

@@ -187,3 +187,45 @@ def test_runtime_and_camera_run_the_openvino_forms(ov_bundle, tmp_path, backend)
     pred = run_cli("predict", ov_bundle, *resized, "--backend", backend, "--json", "--top-k", "1")
     assert pred.returncode == 0, pred.stderr[-2000:]
     assert tops == [json.loads(ln)["top"][0]["label"] for ln in pred.stdout.splitlines()]
+
+
+def test_a_first_pass_over_budget_goes_to_nncf_accuracy_control(ov_bundle):
+    """The path a bundle whose first INT8 pass breaks the budget takes: real NNCF accuracy
+    control on the tiny bundle's model and validation images. The first pass is judged
+    failed by the request's scorer (the tiny bundle's 12 images do not break a budget
+    reliably); NNCF then validates on its own and returns a model edgeft can save."""
+    from types import SimpleNamespace
+
+    import openvino as ov
+
+    from edgeft.bundle import Bundle
+    from edgeft.calibration import load_calibration
+    from edgeft.labelled import load_labelled
+    from edgeft.parity import bundle_valid_samples
+    from exporters import openvino as ov_export
+
+    b = Bundle.load(ov_bundle)
+    valid = load_labelled(bundle_valid_samples(b), b.labels, b.preprocessing)
+    x = load_calibration(b, b.preprocessing, 16).x
+    model = ov.convert_model(str(ov_bundle / "model.onnx"))
+    model.reshape([1, *x.shape[1:]])
+    stem = ov_export.stem_scope(model)
+    first = ov_export.quantize(model, x, stem)
+    scored = []
+
+    def score(outputs):
+        scored.append(outputs.shape)
+        return SimpleNamespace(passed=False, accuracy_drop_pp=2.0, agreement=0.8)
+
+    req = SimpleNamespace(
+        validation=lambda: valid,
+        pp=b.preprocessing,
+        normalize_in_graph=False,
+        options=ov_export.Options(max_accuracy_drop=100.0),
+        score=score,
+    )
+    controlled, record = ov_export._fit(req, model, first, x, stem)
+    assert scored == [(len(valid), len(b.labels))]
+    assert record["used"] is True and record["first_pass"]["accuracy_drop_pp"] == 2.0
+    out = ov.Core().compile_model(controlled, "CPU")(valid.head(1))[0]
+    assert out.shape == (1, len(b.labels)) and np.isfinite(out).all()
