@@ -19,8 +19,10 @@ on the AVX-512 VNNI EPYC:
   (64.9 ms) and -0.25 pp, 99.25% (23.0 ms).
 
 Range-equalising the Conv -> ReLU6 -> depthwise pairs first (scaling each channel to the
-tensor's range) did not help (96.50% and 97.75% agreement), so the cost is the rounding
-itself, not a few narrow channels. With a check (the default), the result is scored on the
+tensor's range) did not help (96.50% and 97.75% agreement), nor did narrower activation
+ranges on the whole graph (NNCF's histogram, mean-quantile and mean-minmax estimators: at
+best 95.00% and 97.75%, at worst 84.00%): the cost is the rounding itself, not a few
+narrow channels or rare large values. With a check (the default), the result is scored on the
 validation images; when it breaks the accuracy budget, ``nncf.quantize_with_accuracy_control``
 reverts the layers that cost the most back to float until the drop fits
 (``--max-accuracy-drop``), measured on the labelled validation images. Both steps and their
