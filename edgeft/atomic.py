@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeft.interrupts import sigint_held
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
@@ -84,13 +86,16 @@ def replace_dir(out: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     try:
         os.chmod(tmp, out.stat().st_mode & 0o7777 if out.is_dir() else default_mode(True))
         fill(tmp)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        # Ctrl-C between the two renames would leave neither folder at ``out``: held until
+        # both are done (and refused before them after one a finalizer swallowed)
+        with sigint_held():
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{os.getpid()}"
+                os.rename(out, old)
+                os.rename(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

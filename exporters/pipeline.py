@@ -18,11 +18,9 @@ the artifact was not checked).
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from edgeft import formats
 from edgeft.bundle import Bundle
 from edgeft.console import console, quiet_if
 from edgeft.errors import ParityError, UserError
+from edgeft.interrupts import sigint_held, sigint_remembered
 from exporters import golden
 from exporters.evidence import Evidence
 from exporters.options import ExportOptions
@@ -47,57 +46,6 @@ class ExportResult:
     bundle: Path
     records: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-# Ctrl-C seen by the export running in this process (the signal handler is the main
-# thread's, so there is one at a time).
-_SEEN: list = []
-
-
-@contextlib.contextmanager
-def _sigint_handler(handler):
-    """``handler`` for SIGINT during the block (outside the main thread: nothing to do,
-    Python delivers signals to the main thread only)."""
-    try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-@contextlib.contextmanager
-def _sigint_remembered():
-    """For the export's duration, Ctrl-C raises KeyboardInterrupt as usual *and* is
-    remembered: Python swallows a KeyboardInterrupt raised while a finalizer or a weakref
-    callback runs ("Exception ignored in ..."), and an export that went on after one must
-    still not commit (:func:`_sigint_held` checks)."""
-    _SEEN.clear()
-
-    def interrupted(signum, frame):
-        _SEEN.append(signum)
-        raise KeyboardInterrupt
-
-    with _sigint_handler(interrupted):
-        yield
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Delay Ctrl-C until the block (a few renames) is done; an interrupt seen earlier in
-    the export (even one a finalizer swallowed) stops it before the block."""
-    if _SEEN:
-        raise KeyboardInterrupt
-    got = []
-    try:
-        with _sigint_handler(lambda *a: got.append(a)):
-            yield
-    finally:
-        if got:
-            raise KeyboardInterrupt
 
 
 def _exporter(fmt):
@@ -232,7 +180,7 @@ def _build_one(fmt, bundle: Bundle, opts: ExportOptions, ev: Evidence, work: Pat
     ev.notes.extend(result.notes)
     if parity.get("breaches"):
         raise ParityError(failure_message(fmt.name, record), parity)
-    with _sigint_held():
+    with sigint_held():
         for final, path in result.side_files.items():
             os.replace(path, bundle.path / final)
         os.replace(staged, bundle.path / fmt.file)
@@ -247,7 +195,7 @@ def _commit_golden(bundle: Bundle, ev: Evidence, work: Path) -> None:
         return
     spec, folder = staged
     final = bundle.path / folder.name
-    with _sigint_held():
+    with sigint_held():
         if final.exists():  # left by an export killed between rename and record
             shutil.rmtree(final)
         os.replace(folder, final)
@@ -266,7 +214,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
         opts.validate()
         bundle = Bundle.load(opts.bundle, opts.trust_modified)
         _preflight([formats.get(n) for n in opts.targets()], opts)
-        with bundle.lock("another edgeft export"), _sigint_remembered():
+        with bundle.lock("another edgeft export"), sigint_remembered():
             bundle = bundle.reload()  # what the export that held the lock before us recorded
             sweep(bundle.path)
             notes: list[str] = []

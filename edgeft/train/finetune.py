@@ -18,6 +18,7 @@ from edgeft.bundle import check_out_dir, write_bundle_dir
 from edgeft.console import console, progress, quiet_if
 from edgeft.data import load_dataset
 from edgeft.errors import UserError
+from edgeft.interrupts import sigint_remembered
 from edgeft.manifest import MANIFEST, SCHEMA, SCHEMA_VERSION, Manifest
 from edgeft.models.archs import get_arch
 from edgeft.preprocess import Preprocessing
@@ -203,7 +204,8 @@ def finetune(opts: FinetuneOptions) -> FinetuneResult | None:
             (nothing is written).
     """
     w = world()
-    with quiet_if(opts.quiet or not w.main), one_line_failures(w):
+    # a Ctrl-C is remembered, so that one a finalizer swallowed still stops the bundle write
+    with quiet_if(opts.quiet or not w.main), one_line_failures(w), sigint_remembered():
         t_start = time.perf_counter()
         strategy = opts.validate()
         _check_precision(opts.precision)
