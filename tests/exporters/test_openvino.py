@@ -43,33 +43,53 @@ def test_ir_artifacts_are_recorded_with_both_files(ov_bundle):
     assert arts["openvino-int8"]["build"]["subset_size"] >= 1
 
 
-def test_int8_leaves_the_first_convolution_output_unrounded(ov_bundle):
-    """The convolution reading the first one's output reads it in float; every other one,
-    the first included, reads FakeQuantize."""
+@pytest.fixture(scope="module")
+def ov_bundle_under_bar(ov_bundle, tmp_path_factory):
+    """The same export with an agreement bar no whole graph can reach: the path of a bundle
+    whose all-INT8 form agrees too little (the 224 px EuroSAT one: 95.75%)."""
+    from exporters import openvino as ov_export
+    from exporters.options import ExportOptions
+    from exporters.pipeline import export_bundle
+
+    b = copy_bundle(ov_bundle, tmp_path_factory.mktemp("ov_bar") / "b")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ov_export, "ALL_INT8_MIN_AGREEMENT", 1.01)
+        export_bundle(
+            ExportOptions(
+                bundle=b, format=["openvino-int8"], max_accuracy_drop=100.0, force=True, quiet=True
+            )
+        )
+    return b
+
+
+def _int8_build(bundle) -> dict:
+    return json.loads((bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]["build"]
+
+
+def _convolution_feeds(bundle) -> tuple[list[str], list[str]]:
+    """Names of the IR's convolutions in order, and the type of the op feeding each."""
     import openvino as ov
 
-    build = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
-    model = ov.Core().read_model(str(ov_bundle / "model-int8-openvino.xml"))
+    model = ov.Core().read_model(str(bundle / "model-int8-openvino.xml"))
+    assert model.input(0).get_partial_shape()[0].is_dynamic  # any batch size
     convs = [
         op
         for op in model.get_ordered_ops()
         if op.get_type_name() in ("Convolution", "GroupConvolution")
     ]
-    feeds = [c.input_value(0).get_node().get_type_name() for c in convs]
-    assert model.input(0).get_partial_shape()[0].is_dynamic  # any batch size
-    float_convs = build["build"]["float_convs"]
-    assert float_convs == [convs[1].get_friendly_name()]  # MobileNetV2: the first depthwise
-    assert feeds[1] != "FakeQuantize"
-    assert feeds[:1] + feeds[2:] == ["FakeQuantize"] * (len(feeds) - 1)
+    return [c.get_friendly_name() for c in convs], [
+        c.input_value(0).get_node().get_type_name() for c in convs
+    ]
 
 
-def test_the_cpu_plugin_runs_every_quantized_convolution_in_int8(ov_bundle):
-    """FakeQuantize in the graph is not enough: an IR read from ONNX with ``read_model`` had
-    the depthwise weights' FakeQuantize behind a ``Reshape``, and the plugin ran those 17
-    convolutions in f32. What runs is read back from the compiled model."""
+def _run_in_float(bundle) -> list[str]:
+    """Convolutions the CPU plugin runs in float, read back from the compiled model (hint
+    f32): FakeQuantize in the graph is not enough -- an IR read from ONNX with
+    ``read_model`` had the depthwise weights' FakeQuantize behind a ``Reshape``, and the
+    plugin ran those 17 convolutions in f32."""
     import openvino as ov
 
-    model = ov.Core().read_model(str(ov_bundle / "model-int8-openvino.xml"))
+    model = ov.Core().read_model(str(bundle / "model-int8-openvino.xml"))
     model.reshape([1, *[d.get_length() for d in list(model.input(0).get_partial_shape())[1:]]])
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     precision = {}
@@ -77,11 +97,33 @@ def test_the_cpu_plugin_runs_every_quantized_convolution_in_int8(ov_bundle):
         info = op.get_rt_info()
         if info["layerType"].astype(str) == "Convolution":
             precision[op.get_friendly_name()] = info["runtimePrecision"].astype(str)
-    stem = json.loads((ov_bundle / "bundle.json").read_text())["artifacts"]["openvino-int8"]
-    stem = stem["build"]["float_convs"]
-    in_float = sorted(n for n, p in precision.items() if p not in ("u8", "i8"))
     assert len(precision) == 52, precision  # MobileNetV2: 35 convolutions + 17 depthwise
-    assert in_float == sorted(stem), in_float
+    return sorted(n for n, p in precision.items() if p not in ("u8", "i8"))
+
+
+def test_int8_ships_the_whole_graph_when_it_agrees(ov_bundle):
+    """The tiny bundle's all-INT8 form agrees on every image: it is kept, every convolution
+    reads FakeQuantize and runs in u8."""
+    build = _int8_build(ov_bundle)
+    whole = build["whole_graph"]
+    assert whole["kept"] is True and whole["agreement"] >= whole["min_agreement"] == 0.985
+    assert build["float_convs"] == [] and "accuracy_control" not in build
+    names, feeds = _convolution_feeds(ov_bundle)
+    assert feeds == ["FakeQuantize"] * len(names)
+    assert _run_in_float(ov_bundle) == []
+
+
+def test_int8_under_the_bar_leaves_the_first_convolution_output_unrounded(ov_bundle_under_bar):
+    """The convolution reading the first one's output reads it in float and runs in float;
+    every other one, the first included, reads FakeQuantize and runs in u8."""
+    build = _int8_build(ov_bundle_under_bar)
+    assert build["whole_graph"]["kept"] is False
+    assert build["accuracy_control"]["used"] is False  # the budget is wide: first pass kept
+    names, feeds = _convolution_feeds(ov_bundle_under_bar)
+    assert build["float_convs"] == [names[1]]  # MobileNetV2: the first depthwise
+    assert feeds[1] != "FakeQuantize"
+    assert feeds[:1] + feeds[2:] == ["FakeQuantize"] * (len(feeds) - 1)
+    assert _run_in_float(ov_bundle_under_bar) == [names[1]]
 
 
 def test_bench_runs_every_openvino_form_and_recommends(ov_bundle, tmp_path):
@@ -217,14 +259,9 @@ def test_a_first_pass_over_budget_goes_to_nncf_accuracy_control(ov_bundle):
         scored.append(outputs.shape)
         return SimpleNamespace(passed=False, accuracy_drop_pp=2.0, agreement=0.8)
 
-    req = SimpleNamespace(
-        validation=lambda: valid,
-        pp=b.preprocessing,
-        normalize_in_graph=False,
-        options=ov_export.Options(max_accuracy_drop=100.0),
-        score=score,
-    )
-    controlled, record = ov_export._fit(req, model, first, x, stem)
+    req = SimpleNamespace(options=ov_export.Options(max_accuracy_drop=100.0), score=score)
+    data = ov_export._Images(valid, b.preprocessing, False)
+    controlled, record = ov_export._fit(req, model, first, x, stem, data)
     assert scored == [(len(valid), len(b.labels))]
     assert record["used"] is True and record["first_pass"]["accuracy_drop_pp"] == 2.0
     out = ov.Core().compile_model(controlled, "CPU")(valid.head(1))[0]
