@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from edgeft import atomic
-from tests.conftest import make_color_dataset
+from tests.conftest import tiny_bundle
 
 
 def _fill(text: str):
@@ -49,9 +49,7 @@ def test_a_ctrl_c_a_finalizer_swallowed_during_training_stops_the_bundle_write(
     """Python swallows a KeyboardInterrupt raised while a finalizer runs ("Exception ignored
     in ..."): training goes on, and the fine-tune must still not write its bundle."""
     from edgeft.train import training
-    from edgeft.train.finetune import FinetuneOptions, finetune
 
-    data = make_color_dataset(tmp_path / "data", n_per_class=8, size=40)
     real_train = training.train
 
     class SignalsWhenCollected:
@@ -66,18 +64,6 @@ def test_a_ctrl_c_a_finalizer_swallowed_during_training_stops_the_bundle_write(
         return run  # returned: the interrupt was swallowed
 
     monkeypatch.setattr(training, "train", train)
-    opts = FinetuneOptions(
-        data=data,
-        out=tmp_path / "bundle",
-        arch="mobilenet_v2",
-        pretrained=False,
-        size=(32, 32),
-        epochs=1,
-        freeze_epochs=0,
-        strategy="full",
-        batch_size=8,
-        quiet=True,
-    )
     with pytest.raises(KeyboardInterrupt):
-        finetune(opts)
+        tiny_bundle(tmp_path, n_per_class=8)  # writes tmp_path/data, then tmp_path/bundle
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no bundle, no partial
